@@ -1,0 +1,64 @@
+# Mask-DPO on Llama-3.1-8B-Instruct, full fine-tune, the paper's setting (8 x A100/H100).
+#
+#   NPROC_PER_NODE=8 xtuner train configs/maskdpo/llama3_1_8b_instruct_maskdpo_full.py \
+#       --deepspeed deepspeed_zero3
+#
+# Then convert the last checkpoint to a Hugging Face folder:
+#   xtuner convert pth_to_hf configs/maskdpo/llama3_1_8b_instruct_maskdpo_full.py \
+#       work_dirs/llama3_1_8b_instruct_maskdpo_full/iter_XXX.pth work_dirs/maskdpo_hf
+#
+# Fewer GPUs: keep the global batch at 64 pairs (see configs/_base_/paper_setting.py), e.g.
+#   NPROC_PER_NODE=4 xtuner train ... --deepspeed deepspeed_zero3 \
+#       --cfg-options optim_wrapper.accumulative_counts=2
+#
+# Data: JSONL in the official Mask-DPO format (data/README.md), e.g. from tools/build_pairs.py.
+# To use another model or data file, edit the two paths below (not via --cfg-options: the path
+# is copied into the tokenizer, the policy and the reference model).
+from mmengine.config import read_base
+from mmengine.dataset import DefaultSampler
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from maskdpo_xtuner.dataset import build_maskdpo_dataset, maskdpo_collate_fn
+from maskdpo_xtuner.model import MaskDPO
+
+with read_base():
+    from .._base_.paper_setting import *  # noqa: F401,F403
+
+pretrained_model_name_or_path = 'meta-llama/Llama-3.1-8B-Instruct'
+data_files = ['data/maskdpo_train.jsonl']
+
+tokenizer = dict(type=AutoTokenizer.from_pretrained,
+                 pretrained_model_name_or_path=pretrained_model_name_or_path,
+                 padding_side='right')
+
+model = dict(
+    type=MaskDPO,
+    mask_mode=mask_mode,
+    separator_tokens='keep',  # tokens between sentences: 'keep' (as the official code) or 'mask'
+    end_tokens='keep',        # <|eot_id|>: 'keep' or 'mask'
+    loss_type=dpo_loss_type,
+    beta=loss_beta,
+    label_smoothing=label_smoothing,
+    use_varlen_attn=False,
+    llm=dict(type=AutoModelForCausalLM.from_pretrained,
+             pretrained_model_name_or_path=pretrained_model_name_or_path),
+    # ZeRO-3 cannot deepcopy the policy: the frozen reference is loaded explicitly.
+    ref_llm=dict(type=AutoModelForCausalLM.from_pretrained,
+                 pretrained_model_name_or_path=pretrained_model_name_or_path),
+)
+
+train_dataset = dict(
+    type=build_maskdpo_dataset,
+    data_files=data_files,
+    tokenizer=tokenizer,
+    max_length=max_length,
+    on_error='raise',  # 'skip' drops bad records and reports how many and why
+)
+
+train_dataloader = dict(
+    batch_size=batch_size,
+    num_workers=0,
+    dataset=train_dataset,
+    sampler=dict(type=DefaultSampler, shuffle=True),
+    collate_fn=dict(type=maskdpo_collate_fn),
+)

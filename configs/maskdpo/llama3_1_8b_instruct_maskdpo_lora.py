@@ -1,0 +1,28 @@
+# Mask-DPO on Llama-3.1-8B-Instruct with LoRA on a single GPU (e.g. one 80 GB A100/H100).
+#
+#   xtuner train configs/maskdpo/llama3_1_8b_instruct_maskdpo_lora.py
+#
+# The reference model is the base model with the adapter switched off, so only one copy of the
+# weights is in memory. Global batch stays 64 pairs: 2 per step x 32 accumulation steps.
+# The learning rate is not the paper's (the paper trains all weights): LoRA usually needs a
+# larger one; 5e-5 is our default, not a tuned value.
+import torch
+from mmengine.config import read_base
+from peft import LoraConfig
+
+with read_base():
+    from .llama3_1_8b_instruct_maskdpo_full import *  # noqa: F401,F403
+
+num_gpus = 1
+batch_size = 2
+accumulative_counts = 32
+global_batch = batch_size * accumulative_counts * num_gpus  # 64
+lr = 5e-5
+
+model.ref_llm = None
+model.llm.torch_dtype = torch.bfloat16
+model.lora = dict(type=LoraConfig, r=64, lora_alpha=16, lora_dropout=0.05, bias='none',
+                  task_type='CAUSAL_LM')
+train_dataloader.batch_size = batch_size
+optim_wrapper.accumulative_counts = accumulative_counts
+optim_wrapper.optimizer.lr = lr

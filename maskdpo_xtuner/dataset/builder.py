@@ -1,0 +1,133 @@
+"""The dataset a config builds: JSONL -> validated pairs -> exact token masks -> filtered.
+
+Follow one record: ``read_pairs`` (records.py) checks it and finds its sentences' character
+spans; ``tokenize_pair`` (tokenize.py) renders, tokenizes once and classifies every token;
+the filters below drop the pairs the paper drops, with counts; ``maskdpo_collate_fn``
+(collate.py) pads a batch; ``MaskDPO.compute_loss`` (model/maskdpo.py) turns classes into
+per-token weights and computes the loss.
+"""
+from collections import Counter
+from typing import Callable, Optional, Sequence
+
+from mmengine.logging import print_log
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from .records import Pair, ReadReport, read_pairs, validate_record
+from .tokenize import CORRECT, HALLUCINATED, tokenize_pair
+
+# The paper's filters (section 2.2), applied after truncation, so they see what is trained on.
+FILTERS = {
+    'prompt_too_long': 'the prompt alone fills max_length',
+    'identical_responses': 'chosen and rejected are the same text',
+    'no_correct_in_chosen': 'no token of a correct sentence in the (truncated) chosen',
+    'no_hallucinated_in_rejected': 'no token of a hallucinated sentence in the (truncated) '
+                                   'rejected',
+}
+
+
+def maskdpo_map_fn(example: dict) -> dict:
+    """XTuner-style ``dataset_map_fn``: one raw record in the official format -> the same record
+    validated and normalised (messages as lists, labels kept, exact ``spans`` added).
+
+    Raises :class:`RecordError` on bad input. Use it with ``datasets.Dataset.map`` or as the
+    last step of your own map function.
+    """
+    pair = validate_record(example)
+    out = {'prompt': pair.prompt,
+           'chosen': [{'role': 'assistant', 'content': pair.chosen}],
+           'rejected': [{'role': 'assistant', 'content': pair.rejected}]}
+    for side, spans in (('chosen', pair.chosen_sentences), ('rejected', pair.rejected_sentences)):
+        item = example[f'{side}_item']
+        out[f'{side}_item'] = {'sents': list(item['sents']), 'type': list(item['type']),
+                               'spans': [[s, e] for s, e, _ in spans]}
+    return out
+
+
+class MaskDPODataset(Dataset):
+    """Tokenized pairs (a list of dicts) plus ``report``: what was read, kept and dropped."""
+
+    def __init__(self, items, report: dict):
+        self.items, self.report = items, report
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, idx):
+        return self.items[idx]
+
+
+def tokenize_and_filter(pairs: Sequence[Pair], tokenizer, max_length: int,
+                        filters: Sequence[str] = tuple(FILTERS), progress: bool = True):
+    """Tokenize pairs and apply ``filters``; returns (items, Counter of dropped reasons)."""
+    unknown = set(filters) - set(FILTERS)
+    if unknown:
+        raise ValueError(f'unknown filters {sorted(unknown)}; choose from {list(FILTERS)}')
+    items, dropped = [], Counter()
+    for pair in tqdm(pairs, desc='tokenizing pairs', disable=not progress, mininterval=2):
+        item = tokenize_pair(tokenizer, pair, max_length)
+        reason = None
+        if item['prompt_tokens'] >= max_length and 'prompt_too_long' in filters:
+            reason = 'prompt_too_long'
+        elif pair.chosen == pair.rejected and 'identical_responses' in filters:
+            reason = 'identical_responses'
+        elif CORRECT not in item['chosen_token_class'] and 'no_correct_in_chosen' in filters:
+            reason = 'no_correct_in_chosen'
+        elif (HALLUCINATED not in item['rejected_token_class']
+              and 'no_hallucinated_in_rejected' in filters):
+            reason = 'no_hallucinated_in_rejected'
+        if reason:
+            dropped[reason] += 1
+            continue
+        item['source'] = pair.meta.get('source', '')
+        items.append(item)
+    return items, dropped
+
+
+def build_maskdpo_dataset(data_files, tokenizer, max_length: int = 1024,
+                          dataset_map_fn: Optional[Callable] = None, on_error: str = 'raise',
+                          filters: Sequence[str] = tuple(FILTERS),
+                          progress: bool = True) -> MaskDPODataset:
+    """Build the training set from JSONL files in the official Mask-DPO format.
+
+    Args:
+        data_files: a path or list of paths.
+        tokenizer: a fast tokenizer with a chat template, or a config dict that builds one.
+        max_length: tokens per sequence (prompt + response); longer sequences are truncated at
+            the end, and their masks with them.
+        dataset_map_fn: optional function applied to each raw JSON record first, to convert
+            another format into the official one.
+        on_error: 'raise' (stop at the first bad record, naming file, line and field) or
+            'skip' (drop bad records and report counts by reason).
+        filters: which of the paper's filters to apply (all by default): see ``FILTERS``.
+    """
+    tokenizer = _build(tokenizer)
+    files = [data_files] if isinstance(data_files, str) else list(data_files)
+    pairs, read_report = read_pairs(files, on_error=on_error, map_fn=dataset_map_fn)
+    items, dropped = tokenize_and_filter(pairs, tokenizer, max_length, filters, progress)
+    report = {'read': read_report.kept + sum(read_report.dropped.values()),
+              'invalid': dict(read_report.dropped), 'filtered': dict(dropped),
+              'kept': len(items), 'loose_sentence_matches': read_report.loose_matches}
+    _log_report(report, read_report)
+    if not items:
+        raise ValueError(f'no training pairs left from {files}: {report}')
+    return MaskDPODataset(items, report)
+
+
+def _build(tokenizer):
+    if isinstance(tokenizer, dict):  # mmengine ConfigDict / dict(type=..., ...)
+        from xtuner.registry import BUILDER
+        return BUILDER.build(tokenizer)
+    return tokenizer
+
+
+def _log_report(report: dict, read_report: ReadReport):
+    msg = [f"Mask-DPO data: read {report['read']} records, kept {report['kept']} pairs"]
+    for reason, n in sorted(report['invalid'].items()):
+        msg.append(f'  invalid ({reason}): {n}   e.g. {read_report.examples[reason]}')
+    for reason, n in sorted(report['filtered'].items()):
+        msg.append(f'  filtered ({reason}: {FILTERS[reason]}): {n}')
+    if report['loose_sentence_matches']:
+        msg.append(f"  {report['loose_sentence_matches']} sentences matched their response "
+                   'only after ignoring whitespace')
+    print_log('\n'.join(msg), logger='current')

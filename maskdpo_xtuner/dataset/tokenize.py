@@ -1,0 +1,137 @@
+"""Exact sentence-to-token masks: render once, tokenize once, assign tokens by character offsets.
+
+For one side of a pair (prompt + one response) we
+
+1. render the conversation with the tokenizer's chat template, once;
+2. tokenize the rendered text once, with ``return_offsets_mapping``;
+3. find where the response text sits in the rendered text;
+4. give every token a *class* from the characters it covers:
+
+=================  =========================================================================
+class              tokens
+=================  =========================================================================
+``PROMPT`` (-1)    start before the response (system/user turns, assistant header); never
+                   in the loss. Padding also gets -1.
+``CORRECT`` (0)    overlap only correct sentences (plus, maybe, separator characters)
+``HALLUCINATED``   overlap only hallucinated sentences (plus, maybe, separator characters)
+(1)
+``SEPARATOR`` (2)  lie inside the response but overlap no sentence: whitespace, newlines, list
+                   markers, anything the sentence splitter left out
+``END`` (3)        start after the response text: the template's end-of-turn suffix
+                   (``<|eot_id|>`` in Llama-3)
+``MIXED`` (4)      overlap both a correct and a hallucinated sentence (a token that straddles a
+                   sentence boundary, e.g. ``".The"`` without a space): masked on *both* sides
+=================  =========================================================================
+
+The rule for a token straddling a boundary is therefore: it takes the label of every sentence
+it touches, and is excluded wherever any of them is excluded, so no masked character ever
+reaches the loss. Which classes count on which side is decided later, by the model's mask mode
+(``maskdpo_xtuner.model.loss.token_weights``), so the same tokenized data serves Mask-DPO,
+the ablations and vanilla DPO.
+
+Truncation to ``max_length`` cuts the ids, labels and classes together, so masks stay aligned.
+"""
+from typing import List, Optional, Sequence
+
+from .records import Span
+
+PROMPT, CORRECT, HALLUCINATED, SEPARATOR, END, MIXED = -1, 0, 1, 2, 3, 4
+CLASS_NAMES = {PROMPT: 'prompt', CORRECT: 'correct', HALLUCINATED: 'hallucinated',
+               SEPARATOR: 'separator', END: 'end', MIXED: 'mixed'}
+IGNORE_INDEX = -100
+
+
+class TemplateError(ValueError):
+    """The chat template does not render the conversation in a way we can align."""
+
+
+def render(tokenizer, prompt: List[dict], response: str):
+    """Render prompt + response with the chat template; return (text, response_start, content).
+
+    ``content`` is the response as it appears in the rendered text: some templates (Llama-3's)
+    trim surrounding whitespace, so it may be ``response.strip()``.
+    """
+    if not getattr(tokenizer, 'chat_template', None):
+        raise TemplateError(f'tokenizer {type(tokenizer).__name__} has no chat_template')
+    head = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+    text = tokenizer.apply_chat_template(
+        prompt + [{'role': 'assistant', 'content': response}], tokenize=False)
+    if not text.startswith(head):
+        raise TemplateError('the chat template does not render the prompt (with generation '
+                            'prompt) as a prefix of the full conversation')
+    for content in (response, response.strip()):
+        if text.startswith(content, len(head)):
+            return text, len(head), content
+    raise TemplateError('the chat template changes the response text beyond trimming '
+                        f'whitespace: {text[len(head):len(head) + 60]!r}')
+
+
+def classify_tokens(offsets: Sequence, response_start: int, response_end: int,
+                    sentences: Sequence[Span], shift: int) -> List[int]:
+    """Token classes from character offsets (see the module docstring).
+
+    ``sentences`` are spans into the original response; ``shift`` maps them into the rendered
+    text (``response_start`` minus any leading whitespace the template trimmed).
+    """
+    spans = [(max(s + shift, response_start), min(e + shift, response_end), h)
+             for s, e, h in sentences]
+    spans = [sp for sp in spans if sp[0] < sp[1]]
+    classes = []
+    j = 0  # first sentence that may still overlap the current token (offsets are increasing)
+    for a, b in offsets:
+        if a < response_start:
+            classes.append(PROMPT)
+            continue
+        if a >= response_end:
+            classes.append(END)
+            continue
+        b = max(b, a + 1)  # a zero-width token is located at its start character
+        while j < len(spans) and spans[j][1] <= a:
+            j += 1
+        touched = set()
+        k = j
+        while k < len(spans) and spans[k][0] < b:
+            touched.add(spans[k][2])
+            k += 1
+        if not touched:
+            classes.append(SEPARATOR)
+        elif len(touched) == 2:
+            classes.append(MIXED)
+        else:
+            classes.append(HALLUCINATED if True in touched else CORRECT)
+    return classes
+
+
+def tokenize_side(tokenizer, prompt: List[dict], response: str, sentences: Sequence[Span],
+                  max_length: Optional[int] = None) -> dict:
+    """Token ids, labels and classes for prompt + one response, truncated to ``max_length``.
+
+    ``prompt_tokens`` in the result says how many tokens the prompt takes; when it is
+    ``>= max_length`` nothing of the response survived truncation.
+    """
+    text, start, content = render(tokenizer, prompt, response)
+    lead = len(response) - len(response.lstrip()) if content != response else 0
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids, offsets = enc['input_ids'], enc['offset_mapping']
+    classes = classify_tokens(offsets, start, start + len(content), sentences, start - lead)
+    n_prompt = sum(1 for c in classes if c == PROMPT)
+    if max_length is not None:
+        ids, classes = ids[:max_length], classes[:max_length]
+    labels = [IGNORE_INDEX if c == PROMPT else t for t, c in zip(ids, classes)]
+    return {'input_ids': list(ids), 'labels': labels, 'token_class': classes,
+            'prompt_tokens': n_prompt}
+
+
+def tokenize_pair(tokenizer, pair, max_length: Optional[int] = None) -> dict:
+    """Both sides of a :class:`~maskdpo_xtuner.dataset.records.Pair`, in XTuner's field names
+    (``chosen_ids``, ``chosen_labels``, ...) plus ``chosen_token_class`` /
+    ``rejected_token_class`` and ``prompt_tokens``."""
+    out = {}
+    for side in ('chosen', 'rejected'):
+        enc = tokenize_side(tokenizer, pair.prompt, getattr(pair, side),
+                            getattr(pair, f'{side}_sentences'), max_length)
+        out[f'{side}_ids'] = enc['input_ids']
+        out[f'{side}_labels'] = enc['labels']
+        out[f'{side}_token_class'] = enc['token_class']
+        out['prompt_tokens'] = max(out.get('prompt_tokens', 0), enc['prompt_tokens'])
+    return out

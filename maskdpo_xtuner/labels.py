@@ -1,0 +1,35 @@
+"""Sentence labels: the one mapping from annotator vocabularies to "hallucinated or not".
+
+Two vocabularies are accepted, and nothing else:
+
+================  ====================  ================
+vocabulary        label                 hallucinated?
+================  ====================  ================
+official Mask-DPO ``no_hallucination``  no
+official Mask-DPO ``hallucination``     yes
+ANAH-v2           ``ok``                no
+ANAH-v2           ``nofact``            no   (no checkable fact: ANAH-v2 counts it as correct)
+ANAH-v2           ``contradictory``     yes
+ANAH-v2           ``unverifiable``      yes
+================  ====================  ================
+
+``unparsed`` (the annotator's answer matched nothing) is deliberately *not* accepted for
+training: a sentence of unknown status must not silently count as correct or wrong. Re-annotate
+it, or drop the record with ``on_error='skip'``.
+"""
+
+HALLUCINATED_LABELS = frozenset({'hallucination', 'contradictory', 'unverifiable'})
+CORRECT_LABELS = frozenset({'no_hallucination', 'ok', 'nofact'})
+KNOWN_LABELS = HALLUCINATED_LABELS | CORRECT_LABELS
+
+# Outputs of the annotators in this package (ANAH-v2 protocol and the world's oracle).
+ANNOTATOR_LABELS = ('ok', 'nofact', 'contradictory', 'unverifiable', 'unparsed')
+
+
+def is_hallucinated(label: str) -> bool:
+    """True for a hallucinated sentence, False for a correct one; ValueError otherwise."""
+    if label in HALLUCINATED_LABELS:
+        return True
+    if label in CORRECT_LABELS:
+        return False
+    raise ValueError(f'unknown sentence label {label!r}; expected one of {sorted(KNOWN_LABELS)}')

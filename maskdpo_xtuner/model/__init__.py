@@ -1,0 +1,4 @@
+from .loss import mask_dpo_loss, preference_loss, token_logps, token_weights
+from .maskdpo import MaskDPO
+
+__all__ = ['MaskDPO', 'mask_dpo_loss', 'preference_loss', 'token_logps', 'token_weights']

@@ -28,7 +28,8 @@ FILTERS = {
 
 def maskdpo_map_fn(example: dict) -> dict:
     """XTuner-style ``dataset_map_fn``: one raw record in the official format -> the same record
-    validated and normalised (messages as lists, labels kept, exact ``spans`` added).
+    validated and normalised (messages as lists, labels kept, exact ``spans`` added, each
+    sentence replaced by the exact substring of the response it was matched to).
 
     Raises :class:`RecordError` on bad input. Use it with ``datasets.Dataset.map`` or as the
     last step of your own map function.
@@ -37,9 +38,10 @@ def maskdpo_map_fn(example: dict) -> dict:
     out = {'prompt': pair.prompt,
            'chosen': [{'role': 'assistant', 'content': pair.chosen}],
            'rejected': [{'role': 'assistant', 'content': pair.rejected}]}
-    for side, spans in (('chosen', pair.chosen_sentences), ('rejected', pair.rejected_sentences)):
-        item = example[f'{side}_item']
-        out[f'{side}_item'] = {'sents': list(item['sents']), 'type': list(item['type']),
+    for side in ('chosen', 'rejected'):
+        text, spans = getattr(pair, side), getattr(pair, f'{side}_sentences')
+        out[f'{side}_item'] = {'sents': [text[s:e] for s, e, _ in spans],  # exact substrings
+                               'type': list(example[f'{side}_item']['type']),
                                'spans': [[s, e] for s, e, _ in spans]}
     return out
 

@@ -10,8 +10,8 @@ For one side of a pair (prompt + one response) we
 =================  =========================================================================
 class              tokens
 =================  =========================================================================
-``PROMPT`` (-1)    start before the response (system/user turns, assistant header); never
-                   in the loss. Padding also gets -1.
+``PROMPT`` (-1)    end before the response starts (system/user turns, assistant header);
+                   never in the loss. Padding also gets -1.
 ``CORRECT`` (0)    overlap only correct sentences (plus, maybe, separator characters)
 ``HALLUCINATED``   overlap only hallucinated sentences (plus, maybe, separator characters)
 (1)
@@ -25,7 +25,9 @@ class              tokens
 
 The rule for a token straddling a boundary is therefore: it takes the label of every sentence
 it touches, and is excluded wherever any of them is excluded, so no masked character ever
-reaches the loss. Which classes count on which side is decided later, by the model's mask mode
+reaches the loss. A token that straddles the prompt/response boundary (e.g. an ``<unk>``
+covering the header's newline and the response's first character) covers response text, so it is
+a response token, classified by its response characters. Which classes count on which side is decided later, by the model's mask mode
 (``maskdpo_xtuner.model.loss.token_weights``), so the same tokenized data serves Mask-DPO,
 the ablations and vanilla DPO.
 
@@ -79,13 +81,13 @@ def classify_tokens(offsets: Sequence, response_start: int, response_end: int,
     classes = []
     j = 0  # first sentence that may still overlap the current token (offsets are increasing)
     for a, b in offsets:
-        if a < response_start:
+        b = max(b, a + 1)  # a zero-width token is located at its start character
+        if b <= response_start:
             classes.append(PROMPT)
             continue
         if a >= response_end:
             classes.append(END)
             continue
-        b = max(b, a + 1)  # a zero-width token is located at its start character
         while j < len(spans) and spans[j][1] <= a:
             j += 1
         touched = set()

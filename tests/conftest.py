@@ -1,0 +1,52 @@
+"""Shared fixtures: tiny tokenizers and a tiny Llama, all built offline once per session."""
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SAMPLE = os.path.join(ROOT, 'data', 'sample_pairs.jsonl')
+os.environ.setdefault('TOKENIZERS_PARALLELISM', 'false')
+os.environ.setdefault('HF_HUB_OFFLINE', '1')
+
+
+def pytest_collection_modifyitems(config, items):
+    import torch
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason='needs CUDA')
+    for item in items:
+        if 'gpu' in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope='session')
+def bpe_tokenizer():
+    from maskdpo_xtuner.tiny import train_bpe_tokenizer
+    return train_bpe_tokenizer()
+
+
+@pytest.fixture(scope='session')
+def unigram_tokenizer():
+    from maskdpo_xtuner.tiny import train_unigram_tokenizer
+    return train_unigram_tokenizer()
+
+
+@pytest.fixture(scope='session')
+def tiny_model_dir(tmp_path_factory):
+    """A tiny random Llama + BPE tokenizer trained on the sample data, as a HF folder."""
+    out = str(tmp_path_factory.mktemp('tiny') / 'model')
+    sys.path.insert(0, os.path.join(ROOT, 'tools'))
+    from build_tiny_model import main
+    main(['--out', out, '--data', SAMPLE])
+    return out
+
+
+def model_path_options(path, with_ref=False):
+    """--cfg-options that point a config's tokenizer, policy (and reference) at ``path``."""
+    keys = ['tokenizer.pretrained_model_name_or_path',
+            'model.llm.pretrained_model_name_or_path',
+            'train_dataloader.dataset.tokenizer.pretrained_model_name_or_path']
+    if with_ref:
+        keys.append('model.ref_llm.pretrained_model_name_or_path')
+    return {k: path for k in keys}

@@ -1,0 +1,84 @@
+"""`xtuner train` on the tiny CPU config: the loss falls below log 2, the checkpoint converts to
+a Hugging Face folder that loads and generates, and an interrupted run resumes exactly."""
+import glob
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import ROOT, model_path_options
+
+TINY = os.path.join(ROOT, 'configs', 'maskdpo', 'tiny_cpu_maskdpo.py')
+pytestmark = pytest.mark.slow
+
+
+def run(args, cwd):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    proc = subprocess.run([sys.executable, '-m', *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def options(model_dir):
+    return ['--cfg-options'] + [f'{k}={v}' for k, v in model_path_options(model_dir).items()]
+
+
+def losses(work_dir):
+    """Per-iteration training losses from mmengine's scalars log (latest run in work_dir)."""
+    path = sorted(glob.glob(os.path.join(work_dir, '*', 'vis_data', 'scalars.json')))[-1]
+    with open(path) as f:
+        rows = [json.loads(line) for line in f]
+    return {r['iter']: r['loss'] for r in rows if 'loss' in r}
+
+
+@pytest.fixture(scope='module')
+def trained(tiny_model_dir, tmp_path_factory):
+    work = str(tmp_path_factory.mktemp('train'))
+    run(['xtuner.tools.train', TINY, '--work-dir', work] + options(tiny_model_dir), cwd=ROOT)
+    return work
+
+
+def test_loss_falls_below_log2(trained):
+    loss = losses(trained)
+    assert sorted(loss) == list(range(1, 25))
+    assert loss[1] == pytest.approx(math.log(2), abs=1e-3)  # policy == reference at step 1
+    assert loss[24] < math.log(2) and max(loss[k] for k in range(20, 25)) < math.log(2)
+
+
+def test_checkpoint_converts_loads_and_generates(trained, tiny_model_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    hf_dir = os.path.join(trained, 'hf')
+    run(['xtuner.tools.model_converters.pth_to_hf', TINY, os.path.join(trained, 'iter_24.pth'),
+         hf_dir, '--fp32'] + options(tiny_model_dir), cwd=ROOT)
+    model = AutoModelForCausalLM.from_pretrained(hf_dir)
+    tok = AutoTokenizer.from_pretrained(hf_dir)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    # the converted weights are the trained policy: different from the start, equal to the pth
+    state = torch.load(os.path.join(trained, 'iter_24.pth'), map_location='cpu',
+                       weights_only=False)['state_dict']
+    w = 'model.layers.0.mlp.up_proj.weight'
+    assert torch.equal(model.state_dict()[w], state['llm.' + w].float())
+    assert not torch.equal(model.state_dict()[w], base.state_dict()[w])
+    ids = tok.apply_chat_template([{'role': 'user', 'content': 'Who was Elna Varga?'}],
+                                  add_generation_prompt=True, return_tensors='pt')
+    out = model.generate(ids, max_new_tokens=8, do_sample=False)
+    assert out.shape[1] > ids.shape[1]
+
+
+def test_interrupted_run_resumes_to_the_same_result(trained, tiny_model_dir, tmp_path):
+    work = str(tmp_path)
+    shutil.copy(os.path.join(trained, 'iter_16.pth'), work)
+    with open(os.path.join(work, 'last_checkpoint'), 'w') as f:
+        f.write(os.path.join(work, 'iter_16.pth'))
+    run(['xtuner.tools.train', TINY, '--work-dir', work] + options(tiny_model_dir)
+        + ['resume=True'], cwd=ROOT)
+    resumed, full = losses(work), losses(trained)
+    assert sorted(resumed) == list(range(17, 25))
+    for it in resumed:
+        assert resumed[it] == pytest.approx(full[it], rel=1e-4)

@@ -1,0 +1,27 @@
+"""Generation backends behind one interface (``Backend.generate(conversations, params, n)``).
+
+* ``transformers``: ``model.generate`` on CPU or GPU (tests, small jobs);
+* ``lmdeploy``: an offline LMDeploy pipeline (NVIDIA GPU only);
+* ``openai``: OpenAI-compatible servers such as ``lmdeploy serve api_server``.
+
+Backends import their heavy libraries lazily, so importing this package is cheap.
+"""
+from .base import Backend, SamplingParams
+from .lmdeploy_backend import LMDeployBackend, build_generation_config
+from .openai_backend import OpenAIBackend
+from .transformers_backend import TransformersBackend
+
+BACKENDS = {'transformers': TransformersBackend, 'lmdeploy': LMDeployBackend,
+            'openai': OpenAIBackend}
+
+
+def build_backend(name: str, **kwargs) -> Backend:
+    """Build a backend by name ('transformers' | 'lmdeploy' | 'openai'); ``kwargs`` go to its
+    constructor."""
+    if name not in BACKENDS:
+        raise ValueError(f'unknown backend {name!r}; choose one of {sorted(BACKENDS)}')
+    return BACKENDS[name](**kwargs)
+
+
+__all__ = ['Backend', 'SamplingParams', 'TransformersBackend', 'LMDeployBackend',
+           'OpenAIBackend', 'build_backend', 'build_generation_config', 'BACKENDS']

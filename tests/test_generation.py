@@ -1,0 +1,275 @@
+"""Generation backends: transformers on a tiny offline model, the OpenAI-compatible client over a
+real local socket, LMDeploy up to the GPU boundary."""
+import json
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import torch
+
+from maskdpo_xtuner.generation import (LMDeployBackend, OpenAIBackend, SamplingParams,
+                                       TransformersBackend, build_backend,
+                                       build_generation_config)
+
+CONVS = [
+    [{'role': 'user', 'content': 'Who was Ada Lovelace?'}],
+    [{'role': 'system', 'content': 'Answer briefly.'},
+     {'role': 'user', 'content': 'Where is Lyon? Tell me about the Rhone and the Saone rivers.'}],
+    [{'role': 'user', 'content': '玛丽·居里出生在哪里？'}],
+]
+
+
+@pytest.fixture(scope='module')
+def tiny_model(tmp_path_factory):
+    from maskdpo_xtuner.tiny import build_tiny_llama, train_bpe_tokenizer
+    out = str(tmp_path_factory.mktemp('tiny_gen') / 'model')
+    build_tiny_llama(train_bpe_tokenizer(), out)
+    return out
+
+
+@pytest.fixture(scope='module')
+def hf_backend(tiny_model):
+    return TransformersBackend(tiny_model, batch_size=4)
+
+
+# ---------------------------------------------------------------- transformers
+
+def test_transformers_shapes_and_no_special_tokens(hf_backend):
+    out = hf_backend.generate(CONVS, SamplingParams(max_new_tokens=8, seed=0), n=3)
+    assert len(out) == len(CONVS) and all(len(r) == 3 for r in out)
+    assert all(isinstance(t, str) for r in out for t in r)
+    assert not any('<|eot_id|>' in t or '<|start_header_id|>' in t for r in out for t in r)
+
+
+def test_transformers_seeded_sampling_is_deterministic(hf_backend):
+    p = SamplingParams(max_new_tokens=12, seed=123)
+    a, b = hf_backend.generate(CONVS, p, n=2), hf_backend.generate(CONVS, p, n=2)
+    assert a == b
+    assert len({t for r in a for t in r}) > 1  # sampling, not the same string everywhere
+
+
+def test_transformers_greedy_repeatable_and_padding_invariant(tiny_model, hf_backend):
+    p = SamplingParams.greedy(max_new_tokens=12)
+    batched = hf_backend.generate(CONVS, p, n=2)
+    assert batched == hf_backend.generate(CONVS, p, n=2)
+    assert all(r[0] == r[1] for r in batched)  # greedy copies agree
+    one_by_one = TransformersBackend(tiny_model, batch_size=1).generate(CONVS, p, n=1)
+    assert [r[0] for r in batched] == [r[0] for r in one_by_one]  # left padding is harmless
+
+
+def test_transformers_stops_at_eos(tiny_model):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    calls = []
+
+    def force_eos(module, inputs, logits):  # the model always wants to end its turn
+        calls.append(1)
+        logits[..., tok.eos_token_id] += 1e4
+        return logits
+    model.lm_head.register_forward_hook(force_eos)
+    backend = TransformersBackend(model, tokenizer=tok, batch_size=8)
+    assert backend.generate(CONVS, SamplingParams(max_new_tokens=20, seed=0), n=2) == \
+        [['', '']] * 3  # <|eot_id|> is not in the text
+    assert len(calls) == 1  # one forward pass: generation stopped at the first eos
+
+
+def test_transformers_generate_kwargs_explicit(hf_backend):
+    kw = hf_backend._generate_kwargs(SamplingParams(max_new_tokens=7))
+    assert kw['do_sample'] is True and kw['top_k'] == 40 and kw['temperature'] == 0.8
+    assert kw['top_p'] == 1.0 and kw['max_new_tokens'] == 7
+    kw = hf_backend._generate_kwargs(SamplingParams.greedy(5))
+    assert kw['do_sample'] is False and kw['top_k'] is None and kw['temperature'] is None
+
+
+# ---------------------------------------------------------------- OpenAI-compatible server
+
+class FakeServer:
+    """A real HTTP server on 127.0.0.1 answering chat completions in the OpenAI format; it
+    records each request body and can answer HTTP 500 to the first ``fail_first`` requests."""
+
+    def __init__(self, name, fail_first=0):
+        self.name, self.fail_first, self.bodies, self.lock = name, fail_first, [], threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers['Content-Length'])))
+                with server.lock:
+                    server.bodies.append((self.path, body))
+                    fail = server.fail_first > 0
+                    server.fail_first -= fail
+                if fail:
+                    self.send_response(500)
+                    self.end_headers()
+                    self.wfile.write(b'boom')
+                    return
+                text = f"{server.name}|{body['messages'][-1]['content']}|{body.get('seed')}"
+                data = json.dumps({'id': 'x', 'object': 'chat.completion', 'choices': [
+                    {'index': 0, 'message': {'role': 'assistant', 'content': text},
+                     'finish_reason': 'stop'}]}).encode()
+                self.send_response(200)
+                self.send_header('Content-Type', 'application/json')
+                self.send_header('Content-Length', str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(('127.0.0.1', 0), Handler)
+        self.url = f'http://127.0.0.1:{self.httpd.server_address[1]}'
+        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def servers():
+    made = []
+
+    def make(name, fail_first=0):
+        made.append(FakeServer(name, fail_first))
+        return made[-1]
+    yield make
+    for s in made:
+        s.close()
+
+
+def test_openai_request_body_and_order(servers):
+    srv = servers('a')
+    backend = OpenAIBackend([srv.url + '/v1/'], model='policy', concurrency=4)
+    out = backend.generate(CONVS, SamplingParams(max_new_tokens=64, seed=7), n=2)
+    assert [[t.split('|')[1] for t in r] for r in out] == \
+        [[c[-1]['content']] * 2 for c in CONVS]  # input order
+    assert [[t.split('|')[2] for t in r] for r in out] == [['7', '8']] * 3  # seed per copy
+    assert len(srv.bodies) == 6
+    for path, body in srv.bodies:
+        assert path == '/v1/chat/completions'
+        assert body['model'] == 'policy' and body['max_tokens'] == 64
+        assert body['temperature'] == 0.8 and body['top_k'] == 40 and body['top_p'] == 1.0
+        assert body['messages'] in CONVS and body['n'] == 1
+    greedy = backend.request_body(CONVS[0], SamplingParams.greedy(9), seed=None)
+    assert greedy['top_k'] == 1 and 'seed' not in greedy and greedy['max_tokens'] == 9
+
+
+def test_openai_round_robin(servers):
+    a, b = servers('a'), servers('b')
+    backend = OpenAIBackend([a.url, b.url], model='m', concurrency=3)
+    out = backend.generate(CONVS, SamplingParams(max_new_tokens=8), n=2)
+    assert len(a.bodies) == len(b.bodies) == 3
+    assert [t.split('|')[0] for r in out for t in r] == ['a', 'b'] * 3
+
+
+def test_openai_retries_after_500(servers):
+    srv = servers('a', fail_first=1)
+    backend = OpenAIBackend([srv.url], model='m', concurrency=1, backoff=0.01)
+    out = backend.generate(CONVS[:1], SamplingParams(max_new_tokens=8), n=1)
+    assert out[0][0].startswith('a|') and len(srv.bodies) == 2
+
+
+def test_openai_gives_up_on_persistent_500(servers):
+    srv = servers('a', fail_first=100)
+    backend = OpenAIBackend([srv.url], model='m', max_retries=2, backoff=0.01)
+    with pytest.raises(RuntimeError, match='HTTP 500'):
+        backend.generate(CONVS[:1], SamplingParams(max_new_tokens=8))
+    assert len(srv.bodies) == 3
+
+
+def test_openai_endpoint_down_names_it():
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    url = f'http://127.0.0.1:{port}'
+    backend = build_backend('openai', endpoints=[url], model='m', max_retries=1, backoff=0.01)
+    with pytest.raises(RuntimeError, match=f'127.0.0.1:{port}.*2 attempts'):
+        backend.generate(CONVS[:1], SamplingParams(max_new_tokens=8))
+
+
+# ---------------------------------------------------------------- LMDeploy
+
+def test_lmdeploy_generation_config_sampling():
+    cfg = build_generation_config(SamplingParams(max_new_tokens=100, seed=3))
+    assert cfg.do_sample is True and cfg.top_k == 40 and cfg.temperature == 0.8
+    assert cfg.top_p == 1.0 and cfg.max_new_tokens == 100 and cfg.random_seed == 3
+    assert cfg.n == 1
+
+
+def test_lmdeploy_generation_config_greedy():
+    cfg = build_generation_config(SamplingParams.greedy(50))
+    assert cfg.do_sample is False and cfg.top_k == 1 and cfg.max_new_tokens == 50
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='checks the CPU-only refusal')
+def test_lmdeploy_refuses_without_cuda(tiny_model):
+    with pytest.raises(RuntimeError, match='NVIDIA GPU'):
+        LMDeployBackend(tiny_model)
+    with pytest.raises(RuntimeError, match='NVIDIA GPU'):
+        build_backend('lmdeploy', model_path=tiny_model, engine='turbomind')
+
+
+def test_lmdeploy_system_exit_becomes_runtime_error(monkeypatch, tiny_model):
+    import lmdeploy
+
+    def die(*args, **kwargs):
+        raise SystemExit(1)
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(lmdeploy, 'pipeline', die)
+    with pytest.raises(RuntimeError, match='could not start'):
+        LMDeployBackend(tiny_model)
+
+
+def test_lmdeploy_pipeline_uses_tokenizer_template(monkeypatch, tiny_model):
+    import lmdeploy
+    from transformers import AutoTokenizer
+    seen = {}
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(lmdeploy, 'pipeline', lambda path, **kw: seen.update(kw, path=path))
+    backend = LMDeployBackend(tiny_model, engine='turbomind', tp=2, session_len=1024)
+    monkeypatch.undo()  # CUDA is absent again (mmengine's logger looks at it)
+    assert backend.pipe is None and seen['path'] == tiny_model
+    cfg = seen['backend_config']
+    assert isinstance(cfg, lmdeploy.TurbomindEngineConfig) and cfg.tp == 2
+    assert cfg.session_len == 1024
+    template = seen['chat_template_config'].chat_template
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    assert template.messages2prompt(CONVS[1]) == tok.apply_chat_template(
+        CONVS[1], tokenize=False, add_generation_prompt=True)
+
+
+def test_lmdeploy_generate_repeats_prompts_with_distinct_seeds():
+    """The batching around the pipeline, with a stand-in for the GPU pipeline."""
+    class Out:
+        def __init__(self, text):
+            self.text = text
+
+    class FakePipe:
+        calls = []
+
+        def batch_infer(self, prompts, gen_config):
+            self.calls.append((prompts, gen_config))
+            return [Out(f"{p[-1]['content']}|{g.random_seed}")
+                    for p, g in zip(prompts, gen_config)]
+
+    backend = object.__new__(LMDeployBackend)
+    backend.pipe, backend.batch_size = FakePipe(), 4
+    out = backend.generate(CONVS, SamplingParams(max_new_tokens=8, seed=10), n=2)
+    assert out == [[f"{c[-1]['content']}|10", f"{c[-1]['content']}|11"] for c in CONVS]
+    assert [len(p) for p, _ in FakePipe.calls] == [4, 2]
+    assert all(g.do_sample and g.top_k == 40 for _, gs in FakePipe.calls for g in gs)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='LMDeploy needs an NVIDIA GPU')
+def test_lmdeploy_generates_on_gpu(tiny_model):
+    backend = LMDeployBackend(tiny_model, engine='pytorch', session_len=512)
+    try:
+        out = backend.generate(CONVS, SamplingParams(max_new_tokens=8, seed=0), n=2)
+        assert len(out) == len(CONVS) and all(len(r) == 2 for r in out)
+        greedy = backend.generate(CONVS, SamplingParams.greedy(8), n=2)
+        assert all(r[0] == r[1] for r in greedy)
+    finally:
+        backend.close()

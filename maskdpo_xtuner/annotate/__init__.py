@@ -7,7 +7,8 @@ from .score import (is_hallucinated_label, label_counts, pooled_score, response_
                     response_stats)
 
 # Short names for load_annotator; anything else is an import path 'package.module:ClassName'.
-ANNOTATORS = {'anah': 'maskdpo_xtuner.annotate.anah:AnahV2Annotator'}
+ANNOTATORS = {'anah': 'maskdpo_xtuner.annotate.anah:AnahV2Annotator',
+              'world': 'maskdpo_xtuner.world.oracle:WorldOracle'}
 
 
 def resolve_annotator(spec: str) -> type:

@@ -132,8 +132,9 @@ def print_summary(s: dict, path: str) -> None:
               'scores (not counted as correct); re-annotate them or check the templates')
 
 
-def main(argv=None, backend=None) -> dict:
-    """Run the CLI; ``backend`` (any object with ``generate``) skips building one (tests)."""
+def main(argv=None, backend=None, annotator=None) -> dict:
+    """Run the CLI. ``backend`` (any object with ``generate``) is given to the annotator instead
+    of building one; ``annotator`` (any object with ``annotate``) replaces it altogether."""
     from tqdm import tqdm
     args = parse_args(argv)
     records = read_jsonl(args.input)
@@ -148,7 +149,8 @@ def main(argv=None, backend=None) -> dict:
 
     with ResumableJsonlWriter(args.out, key=lambda r: r['id']) as writer:
         todo = [r for r in records if r['id'] not in writer.done]
-        annotator = build_annotator(args, backend) if todo else None
+        if annotator is None and todo:
+            annotator = build_annotator(args, backend)
         missing = [r['id'] for r in todo if not documents.get(r['id'])]
         if missing and getattr(annotator, 'needs_document', True):
             raise SystemExit(f'no reference document for question id(s) {missing[:20]}'

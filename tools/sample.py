@@ -102,7 +102,8 @@ def parse_args(argv=None):
     return args
 
 
-def main(argv=None) -> None:
+def main(argv=None, backend=None) -> None:
+    """Run the CLI; ``backend`` (any object with ``generate``) skips building one."""
     from tqdm import tqdm
     args = parse_args(argv)
     questions = load_questions(args.questions)
@@ -111,7 +112,7 @@ def main(argv=None) -> None:
         todo = [(i, q) for i, q in enumerate(questions) if q['id'] not in writer.done]
         bar = tqdm(total=len(questions), initial=len(questions) - len(todo), desc='questions')
         if todo:
-            backend = make_backend(args)
+            backend = backend if backend is not None else make_backend(args)
             chunk = max(1, args.batch_size // args.n)  # questions whose copies fill a batch
             for s in range(0, len(todo), chunk):
                 part = todo[s:s + chunk]

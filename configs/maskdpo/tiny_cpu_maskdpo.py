@@ -11,26 +11,25 @@
 import torch
 from mmengine.config import read_base
 from mmengine.dataset import DefaultSampler
-from mmengine.optim import CosineAnnealingLR, LinearLR, OptimWrapper
-from torch.optim import AdamW
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from maskdpo_xtuner.dataset import build_maskdpo_dataset, maskdpo_collate_fn
 from maskdpo_xtuner.model import MaskDPO
 
 with read_base():
-    from .._base_.paper_setting import *  # noqa: F401,F403
+    from .._base_.cpu_setting import *  # noqa: F401,F403
 
 pretrained_model_name_or_path = 'work_dirs/tiny_cpu/model'
 data_files = ['data/sample_pairs.jsonl']
 max_length = 256
-num_gpus = 1
 batch_size = 4
-accumulative_counts = 1
-global_batch = batch_size * accumulative_counts * num_gpus
+global_batch = batch_size * num_gpus
 max_epochs = 3
 lr = 1e-3
-warmup_ratio = 0.1
+# Reference log-probs: None = the reference runs every step; a file = computed once by
+#   python tools/precompute_ref_logps.py configs/maskdpo/tiny_cpu_maskdpo.py
+# and read by training, which then never builds the reference (see the 8B config for details).
+ref_logps_cache = None
 
 tokenizer = dict(type=AutoTokenizer.from_pretrained,
                  pretrained_model_name_or_path=pretrained_model_name_or_path,
@@ -50,31 +49,19 @@ model = dict(
              pretrained_model_name_or_path=pretrained_model_name_or_path,
              torch_dtype=torch.float32),
     ref_llm=None,  # a frozen copy of the policy
+    ref_logps_cache=ref_logps_cache,
 )
 
 train_dataloader = dict(
     batch_size=batch_size,
     num_workers=0,
     dataset=dict(type=build_maskdpo_dataset, data_files=data_files, tokenizer=tokenizer,
-                 max_length=max_length, on_error='raise'),
+                 max_length=max_length, on_error='raise', ref_logps_cache=ref_logps_cache),
     sampler=dict(type=DefaultSampler, shuffle=True),
     collate_fn=dict(type=maskdpo_collate_fn),
 )
 
-optim_wrapper = dict(
-    type=OptimWrapper,
-    optimizer=dict(type=AdamW, lr=lr, betas=betas, weight_decay=weight_decay),
-    clip_grad=dict(max_norm=max_norm, error_if_nonfinite=False),
-    accumulative_counts=accumulative_counts)
-
-param_scheduler = [
-    dict(type=LinearLR, start_factor=0.1, by_epoch=True, begin=0,
-         end=warmup_ratio * max_epochs, convert_to_iter_based=True),
-    dict(type=CosineAnnealingLR, eta_min=0.0, by_epoch=True, begin=warmup_ratio * max_epochs,
-         end=max_epochs, convert_to_iter_based=True),
-]
+optim_wrapper.optimizer.lr = lr
 train_cfg = dict(type=TrainLoop, max_epochs=max_epochs)
 
-default_hooks.logger.interval = 1
 default_hooks.checkpoint.interval = 8
-env_cfg.dist_cfg.backend = 'gloo'

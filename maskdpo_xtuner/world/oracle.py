@@ -14,8 +14,10 @@ label              sentence
                    does not have, or text the world cannot read
 =================  ==========================================================================
 
-``nofact`` never occurs: every sentence the world teaches states a fact. The reason for each
-label is in ``SentenceLabel.trace['reason']``.
+``nofact``           the answer's opener ("Here is what I know about X."), once; a second one
+                   is a repeat (``unverifiable``)
+
+The reason for each label is in ``SentenceLabel.trace['reason']``.
 
 The oracle needs no files: the world's question records carry ``topic``, ``kind`` and
 ``facts``; ``tools/annotate.py`` hands each task its record in ``meta['record']``.
@@ -26,7 +28,7 @@ from typing import List, Optional, Tuple
 
 from ..annotate.base import SentenceLabel, SentenceTask
 from ..split import split_sentences
-from .world import KINDS
+from .world import KINDS, OPENER
 
 
 def _pattern(template: str):
@@ -38,6 +40,14 @@ def _pattern(template: str):
 PATTERNS = [(kind, attr, _pattern(t)) for kind, spec in KINDS.items()
             for attr, (_, _, answer, paraphrases) in spec.items()
             for t in [answer] + paraphrases]
+
+
+_OPENER = re.compile('^' + re.escape(OPENER).replace(r'\{s\}', '(?P<s>.+?)') + '$')
+
+
+def _opener_subject(sentence: str):
+    m = _OPENER.match(sentence)
+    return m.group('s') if m else None
 
 
 def parse(sentence: str, kind: str) -> Optional[Tuple[str, str, str, bool]]:
@@ -65,6 +75,14 @@ def _judge_answer(response: str, topic: str, kind: str, facts_items: tuple) -> t
 
 
 def _judge(sentence, topic, kind, facts, seen):
+    subject = _opener_subject(' '.join(sentence.split()))
+    if subject is not None:
+        if subject != topic:
+            return 'unverifiable', {'reason': 'other_subject', 'subject': subject}
+        if 'opener' in seen:
+            return 'unverifiable', {'reason': 'repeat'}
+        seen.add('opener')
+        return 'nofact', {'reason': 'opener'}
     claim = parse(sentence, kind)
     if claim is None:
         return 'unverifiable', {'reason': 'unreadable'}

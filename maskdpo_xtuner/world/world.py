@@ -102,6 +102,10 @@ QUESTIONS = {  # three in-domain question styles per kind (the paper has 3 per t
 }
 # The out-of-domain style (the role Biography plays in the paper): never seen in training.
 OOD_QUESTION = 'Write a short profile of {s}, please.'
+# Every taught answer opens with this fact-free sentence (the oracle labels it ``nofact``). It
+# puts the subject's name in the answer in the same form as in the question, which a tiny model
+# copies far more easily than a name glued to the chat template's newline.
+OPENER = 'Here is what I know about {s}.'
 
 
 @dataclass
@@ -181,11 +185,12 @@ class World:
                         for attr, (_, _, a, _) in KINDS[topic.kind].items())
 
     def answer(self, topic: Topic, rng: random.Random) -> str:
-        """The answer style taught to the base model: every attribute once, random order."""
+        """The answer style taught to the base model: the opener, then every attribute once, in
+        random order."""
         sents = [a.format(s=topic.name, v=topic.facts[attr])
                  for attr, (_, _, a, _) in KINDS[topic.kind].items()]
         rng.shuffle(sents)
-        return ' '.join(sents)
+        return ' '.join([OPENER.format(s=topic.name)] + sents)
 
     def questions(self, topic: Topic, ood: bool = False) -> List[dict]:
         styles = [OOD_QUESTION] if ood else QUESTIONS[topic.kind]
@@ -208,7 +213,7 @@ class World:
                 out += [answer] + paraphrases
         for styles in QUESTIONS.values():
             out += styles
-        return out + [OOD_QUESTION]
+        return out + [OOD_QUESTION, OPENER, 'user', 'assistant']
 
     # ------------------------------------------------------------------------ io
     def save(self, path: str) -> None:

@@ -121,9 +121,10 @@ def test_token_id_zero_stays_in_the_loss(bpe_tokenizer, llm):
     assert b['chosen_rewards'].item() == pytest.approx(0.1 * without.item(), rel=1e-4)
 
 
-def test_refuses_packing_and_unknown_modes(llm):
-    with pytest.raises(ValueError, match='use_varlen_attn'):
-        MaskDPO(hf(llm[0]), use_varlen_attn=True, use_activation_checkpointing=False)
+def test_refuses_unpacked_batches_when_packing_and_unknown_modes(bpe_tokenizer, llm):
+    packed = MaskDPO(hf(llm[0]), use_varlen_attn=True, use_activation_checkpointing=False)
+    with pytest.raises(ValueError, match='needs packed batches'):  # packing: see test_perf.py
+        packed.compute_loss(dict(batch(bpe_tokenizer, no_zero_records())))
     with pytest.raises(ValueError, match='mask_mode'):
         MaskDPO(hf(llm[0]), mask_mode='sentence', use_activation_checkpointing=False)
 

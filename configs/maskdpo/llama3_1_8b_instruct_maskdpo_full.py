@@ -27,6 +27,16 @@ with read_base():
 pretrained_model_name_or_path = 'meta-llama/Llama-3.1-8B-Instruct'
 data_files = ['data/maskdpo_train.jsonl']
 
+# Reference log-probs. None (default): the frozen reference model runs on every step.
+# A file, e.g. 'work_dirs/llama3_1_8b_instruct_maskdpo_full/ref_logps.pt': compute them once,
+#   torchrun --nproc_per_node 8 tools/precompute_ref_logps.py THIS_CONFIG
+# and training reads them instead: no reference model is loaded (no second copy of the weights,
+# about 20-25% fewer FLOPs per step). The file is refused, naming what differs, if the data,
+# tokenizer, max_length or reference weights changed; changing mask_mode or separator_tokens /
+# end_tokens reuses it. Used in two places below (model and dataset); with --cfg-options set
+# both model.ref_logps_cache and train_dataloader.dataset.ref_logps_cache.
+ref_logps_cache = None
+
 tokenizer = dict(type=AutoTokenizer.from_pretrained,
                  pretrained_model_name_or_path=pretrained_model_name_or_path,
                  padding_side='right')
@@ -45,6 +55,7 @@ model = dict(
     # ZeRO-3 cannot deepcopy the policy: the frozen reference is loaded explicitly.
     ref_llm=dict(type=AutoModelForCausalLM.from_pretrained,
                  pretrained_model_name_or_path=pretrained_model_name_or_path),
+    ref_logps_cache=ref_logps_cache,  # when set, ref_llm is only fingerprinted, never loaded
 )
 
 train_dataset = dict(
@@ -53,6 +64,7 @@ train_dataset = dict(
     tokenizer=tokenizer,
     max_length=max_length,
     on_error='raise',  # 'skip' drops bad records and reports how many and why
+    ref_logps_cache=ref_logps_cache,
 )
 
 train_dataloader = dict(

@@ -4,7 +4,8 @@ Follow one record: ``read_pairs`` (records.py) checks it and finds its sentences
 spans; ``tokenize_pair`` (tokenize.py) renders, tokenizes once and classifies every token;
 the filters below drop the pairs the paper drops, with counts; ``maskdpo_collate_fn``
 (collate.py) pads a batch; ``MaskDPO.compute_loss`` (model/maskdpo.py) turns classes into
-per-token weights and computes the loss.
+per-token weights and computes the loss. With ``ref_logps_cache``, precomputed reference
+log-probs (``maskdpo_xtuner/ref_logps.py``) are checked and attached to each pair here.
 """
 from collections import Counter
 from typing import Callable, Optional, Sequence
@@ -13,6 +14,7 @@ from mmengine.logging import print_log
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from ..ref_logps import attach_ref_logps
 from .records import Pair, ReadReport, read_pairs, validate_record
 from .tokenize import CORRECT, HALLUCINATED, tokenize_pair
 
@@ -47,10 +49,12 @@ def maskdpo_map_fn(example: dict) -> dict:
 
 
 class MaskDPODataset(Dataset):
-    """Tokenized pairs (a list of dicts) plus ``report``: what was read, kept and dropped."""
+    """Tokenized pairs (a list of dicts) plus ``report``: what was read, kept and dropped; and
+    the ``tokenizer`` and ``max_length`` that made them."""
 
-    def __init__(self, items, report: dict):
+    def __init__(self, items, report: dict, tokenizer=None, max_length: Optional[int] = None):
         self.items, self.report = items, report
+        self.tokenizer, self.max_length = tokenizer, max_length
 
     def __len__(self):
         return len(self.items)
@@ -88,8 +92,8 @@ def tokenize_and_filter(pairs: Sequence[Pair], tokenizer, max_length: int,
 
 def build_maskdpo_dataset(data_files, tokenizer, max_length: int = 1024,
                           dataset_map_fn: Optional[Callable] = None, on_error: str = 'raise',
-                          filters: Sequence[str] = tuple(FILTERS),
-                          progress: bool = True) -> MaskDPODataset:
+                          filters: Sequence[str] = tuple(FILTERS), progress: bool = True,
+                          ref_logps_cache: Optional[str] = None) -> MaskDPODataset:
     """Build the training set from JSONL files in the official Mask-DPO format.
 
     Args:
@@ -102,6 +106,10 @@ def build_maskdpo_dataset(data_files, tokenizer, max_length: int = 1024,
         on_error: 'raise' (stop at the first bad record, naming file, line and field) or
             'skip' (drop bad records and report counts by reason).
         filters: which of the paper's filters to apply (all by default): see ``FILTERS``.
+        ref_logps_cache: None, or the file of precomputed reference log-probs
+            (``tools/precompute_ref_logps.py``): checked against this data, tokenizer and
+            max_length (refused if any differs), then attached to every pair. See
+            ``maskdpo_xtuner/ref_logps.py``.
     """
     tokenizer = _build(tokenizer)
     files = [data_files] if isinstance(data_files, str) else list(data_files)
@@ -113,7 +121,9 @@ def build_maskdpo_dataset(data_files, tokenizer, max_length: int = 1024,
     _log_report(report, read_report)
     if not items:
         raise ValueError(f'no training pairs left from {files}: {report}')
-    return MaskDPODataset(items, report)
+    if ref_logps_cache:
+        attach_ref_logps(items, ref_logps_cache, tokenizer, max_length)
+    return MaskDPODataset(items, report, tokenizer, max_length)
 
 
 def _build(tokenizer):

@@ -1,4 +1,5 @@
-from .loss import mask_dpo_loss, preference_loss, token_logps, token_weights
+from .logps import token_logps
+from .loss import mask_dpo_loss, preference_loss, token_weights
 from .maskdpo import MaskDPO
 
 __all__ = ['MaskDPO', 'mask_dpo_loss', 'preference_loss', 'token_logps', 'token_weights']

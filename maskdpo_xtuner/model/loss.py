@@ -24,21 +24,10 @@ import torch
 import torch.nn.functional as F
 
 from ..dataset.tokenize import CORRECT, END, HALLUCINATED, MIXED, SEPARATOR
+from .logps import token_logps  # noqa: F401  (per-token log-probs, lean)
 
 MASK_MODES = ('both', 'chosen', 'rejected', 'none')
 LOSS_TYPES = ('sigmoid', 'robust', 'hinge', 'ipo', 'kto_pair', 'sppo_hard', 'nca_pair')
-
-
-def token_logps(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """log p(label_t | tokens before t), shape [B, T-1]; 0 where the label is -100.
-
-    Computed as gathered logit minus an fp32 logsumexp, so no log-softmax tensor of the whole
-    vocabulary is kept for backward.
-    """
-    logits, labels = logits[:, :-1], labels[:, 1:]
-    valid = labels != -100
-    picked = logits.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1).float()
-    return (picked - torch.logsumexp(logits.float(), dim=-1)) * valid
 
 
 def token_weights(token_class: torch.Tensor, mask_mode: str = 'both',

@@ -1,10 +1,18 @@
 """``MaskDPO``: XTuner's DPO model with sentence masks applied through explicit token weights."""
 import torch
-from xtuner.model.dpo import DPO
+import torch.nn.functional as F
+from mmengine import MessageHub
+from mmengine.dist import get_rank
+from mmengine.logging import print_log
+from torch.nn.utils.rnn import pad_sequence
+from xtuner.model.dpo import DPO, create_reference_model, disable_grad
 from xtuner.model.sft import SupervisedFinetune
 from xtuner.parallel.sequence import get_sequence_parallel_world_size
 
-from .loss import LOSS_TYPES, MASK_MODES, mask_dpo_loss, token_logps
+from ..dataset.tokenize import PROMPT
+from ..ref_logps import check_reference
+from .logps import token_logps
+from .loss import LOSS_TYPES, MASK_MODES, mask_dpo_loss
 
 
 def _prepare_attn_cpu_safe(cfg, llm_cfg):
@@ -21,6 +29,12 @@ class _CpuSafeFinetune(SupervisedFinetune):
     _prepare_for_flash_attn = staticmethod(_prepare_attn_cpu_safe)
 
 
+def build_reference(llm_cfg):
+    """A frozen reference model built as ``MaskDPO`` builds one (same attention and dtype
+    choice), for ``tools/precompute_ref_logps.py``."""
+    return disable_grad(_CpuSafeFinetune(llm_cfg, use_activation_checkpointing=False).llm)
+
+
 class MaskDPO(DPO):
     """Mask-DPO (Gu et al., ICLR 2025) as an XTuner model.
 
@@ -29,6 +43,15 @@ class MaskDPO(DPO):
             data): which side's sentence masks apply. See ``model/loss.py``.
         separator_tokens: 'keep' or 'mask' tokens inside a response that belong to no sentence.
         end_tokens: 'keep' or 'mask' the end-of-turn tokens after the response.
+        ref_logps_cache: None (default: the reference model runs on every step) or the file of
+            reference log-probs written by ``tools/precompute_ref_logps.py``. Then no reference
+            model is built: the file is checked here against the reference weights (``ref_llm``,
+            or ``llm`` when that is None) and by ``build_maskdpo_dataset`` (given the same path)
+            against the data, which carries the values into every batch.
+        use_varlen_attn: packed batches (``PackedPairs``, ``maskdpo_collate_fn(use_varlen_attn=
+            True)``, batch size 1). With flash-attn 2 (GPU) XTuner's varlen attention reads the
+            boundaries from ``VarlenAttnArgsToMessageHubHook``; otherwise (CPU, SDPA, eager) a
+            block-diagonal causal mask is passed. No sequence attends across a boundary.
 
     The batch must come from ``maskdpo_collate_fn`` (it carries ``token_class``).
     """
@@ -36,43 +59,106 @@ class MaskDPO(DPO):
     _prepare_for_flash_attn = staticmethod(_prepare_attn_cpu_safe)
 
     def __init__(self, llm, ref_llm=None, beta=0.1, loss_type='sigmoid', label_smoothing=0.0,
-                 mask_mode='both', separator_tokens='keep', end_tokens='keep', **kwargs):
+                 mask_mode='both', separator_tokens='keep', end_tokens='keep',
+                 ref_logps_cache=None, **kwargs):
         if mask_mode not in MASK_MODES:
             raise ValueError(f'mask_mode must be one of {MASK_MODES}, got {mask_mode!r}')
         if loss_type not in LOSS_TYPES:
             raise ValueError(f'loss_type must be one of {LOSS_TYPES}, got {loss_type!r}')
-        if kwargs.get('use_varlen_attn'):
-            raise ValueError('MaskDPO does not support use_varlen_attn=True (packed sequences); '
-                             'set use_varlen_attn=False')
-        super().__init__(llm, ref_llm=ref_llm, beta=beta, loss_type=loss_type,
-                         label_smoothing=label_smoothing, **kwargs)
+        if ref_logps_cache:  # before anything is loaded: a stale cache fails fast
+            check_reference(ref_logps_cache, ref_llm if ref_llm is not None else llm)
+        # DPO.__init__ minus its reference model, which _build_reference decides
+        SupervisedFinetune.__init__(self, llm, **kwargs)
+        self.beta, self.loss_type, self.label_smoothing = beta, loss_type, label_smoothing
         self.mask_mode = mask_mode
         self.separator_tokens, self.end_tokens = separator_tokens, end_tokens
+        self.ref_logps_cache = ref_logps_cache
+        self.ref_llm = self._build_reference(ref_llm, kwargs.get('max_position_embeddings'))
 
-    def create_reference_model(self, ref_llm=None, **kwargs):
-        if ref_llm is None:  # a copy of the policy (not allowed under ZeRO-3: XTuner says so)
-            return super().create_reference_model(None, **kwargs)
-        # XTuner builds an explicit ref_llm through SupervisedFinetune, which crashes on CPU.
-        kwargs = {k: v for k, v in kwargs.items() if k not in ('lora', 'peft_model')}
-        kwargs['use_activation_checkpointing'] = False
-        ref = _CpuSafeFinetune(ref_llm, **kwargs).llm
-        for p in ref.parameters():
-            p.requires_grad = False
-        return ref.eval()
-
-    def reference_logits(self, data):
-        with torch.no_grad():
-            if self.ref_llm is None:  # LoRA: the base model is the reference
-                with self.llm.disable_adapter():
-                    return self.llm(**data).logits
-            return self.ref_llm(**data).logits
+    def _build_reference(self, ref_llm, max_position_embeddings):
+        """None with cached log-probs, or with LoRA (the reference is the adapter switched off);
+        ``ref_llm`` when given; else a frozen copy of the policy (XTuner refuses it under
+        ZeRO-3)."""
+        if self.ref_logps_cache:
+            print_log(f'MaskDPO: reference log-probs come from {self.ref_logps_cache}; '
+                      'no reference model is built', logger='current')
+            return None
+        if ref_llm is None:
+            return None if self.use_lora else create_reference_model(self.llm)
+        return disable_grad(self.build_llm_from_cfg(ref_llm, self.use_varlen_attn,
+                                                    max_position_embeddings))
 
     def compute_loss(self, data, data_samples=None):
         if get_sequence_parallel_world_size() > 1:
             raise ValueError('MaskDPO does not support sequence parallelism')
         labels, token_class = data.pop('labels'), data.pop('token_class')
+        cached = data.pop('ref_logps', None)
+        cu_seqlens = self._packed_attention(data) if self.use_varlen_attn else None
+        ref = self.reference_logps(data, labels, cached)  # first: its logits go before ours come
         policy = token_logps(self.llm(**data).logits, labels)
-        ref = token_logps(self.reference_logits(data), labels)
+        if cu_seqlens is not None:  # one packed row -> one row per sequence, as if unpacked
+            policy, ref = unpack(policy, cu_seqlens, shifted=True), unpack(ref, cu_seqlens, True)
+            token_class = unpack(token_class, cu_seqlens, pad_value=PROMPT)
         return mask_dpo_loss(policy, ref, token_class, self.beta, self.loss_type,
                              self.label_smoothing, self.mask_mode, self.separator_tokens,
                              self.end_tokens)
+
+    def reference_logps(self, data, labels, cached=None):
+        """Per-token reference log-probs: the batch's precomputed ones, or a no-grad forward."""
+        if self.ref_logps_cache:
+            if cached is None:
+                raise ValueError('model.ref_logps_cache is set but the batch carries no reference '
+                                 'log-probs: give the dataset the same ref_logps_cache')
+            return cached
+        if cached is not None:
+            raise ValueError('the batch carries precomputed reference log-probs (the dataset has '
+                             'ref_logps_cache) but model.ref_logps_cache is None: set both')
+        with torch.no_grad():
+            if self.ref_llm is None:  # LoRA: the base model is the reference
+                with self.llm.disable_adapter():
+                    return token_logps(self.llm(**data).logits, labels)
+            return token_logps(self.ref_llm(**data).logits, labels)
+
+    def _packed_attention(self, data):
+        """Boundaries (cu_seqlens) of a packed batch, and attention that respects them."""
+        cu_seqlens = data.pop('cumulative_len', None)
+        data.pop('max_seqlen', None)
+        flash = self.llm.config._attn_implementation == 'flash_attention_2'
+        if cu_seqlens is None:  # VarlenAttnArgsToMessageHubHook moved it to the message hub
+            hub = MessageHub.get_instance('varlen_attn_args')
+            cu_seqlens = hub.get_info(f'cumulative_len_rank_{get_rank()}')
+        elif flash:
+            raise ValueError('flash-attn varlen reads the boundaries from the message hub: add '
+                             'dict(type=VarlenAttnArgsToMessageHubHook) to custom_hooks')
+        else:
+            cu_seqlens = cu_seqlens[0]
+        if cu_seqlens is None:
+            raise ValueError('use_varlen_attn=True needs packed batches: a PackedPairs dataset, '
+                             'maskdpo_collate_fn(use_varlen_attn=True) and batch_size=1')
+        if not flash:  # flash-attn varlen takes cu_seqlens; SDPA and eager need a mask
+            dtype = next(self.llm.parameters()).dtype
+            data['attention_mask'] = block_causal_mask(cu_seqlens, dtype)
+        return cu_seqlens.to(data['input_ids'].device)
+
+
+def block_causal_mask(cu_seqlens, dtype=torch.float32):
+    """Additive 4-D mask [1, 1, L, L]: position i attends to j iff j <= i in the same sequence."""
+    lengths = (cu_seqlens[1:] - cu_seqlens[:-1]).long()
+    seq = torch.repeat_interleave(torch.arange(len(lengths), device=lengths.device), lengths)
+    pos = torch.arange(len(seq), device=lengths.device)
+    allowed = (seq[:, None] == seq[None, :]) & (pos[:, None] >= pos[None, :])
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=lengths.device)
+    return mask.masked_fill_(~allowed, torch.finfo(dtype).min)[None, None]
+
+
+def unpack(packed, cu_seqlens, shifted=False, pad_value=0):
+    """A packed row [1, L] -> one row per sequence [n, max_len], padded with ``pad_value``.
+
+    ``shifted``: per-token log-probs [1, L - 1] (position t scores token t + 1) -> [n, max_len - 1],
+    the layout ``token_logps`` gives unpacked rows. The score that crosses a boundary is 0 (the
+    collate function never labels a sequence's first token) and stays out of every row's sum.
+    """
+    if shifted:
+        return unpack(F.pad(packed, (0, 1)), cu_seqlens, pad_value=pad_value)[:, :-1]
+    lengths = (cu_seqlens[1:] - cu_seqlens[:-1]).tolist()
+    return pad_sequence(list(packed[0].split(lengths)), batch_first=True, padding_value=pad_value)

@@ -1,0 +1,203 @@
+"""Reference log-probs computed once, stored on disk, and refused when stale.
+
+The reference model is frozen, so its per-token log-probs depend on the data alone. With
+``ref_logps_cache = 'PATH'`` in a config, ``python tools/precompute_ref_logps.py CONFIG`` runs one
+no-grad pass of the reference over every pair and writes them to PATH; training then reads them
+(``build_maskdpo_dataset`` attaches them to each pair, ``maskdpo_collate_fn`` batches them) and
+``MaskDPO`` never loads the reference model.
+
+The file is keyed by what determines its values, and refused, naming what differs, when any of
+them differs from the run that wants to use it:
+
+=============  ==============================================================================
+``data``       sha256 of the token ids of every pair, in dataset order (plus one per pair)
+``tokenizer``  sha256 of the tokenizer (vocabulary, merges, normalisation) and chat template
+``max_length`` the truncation length
+``reference``  sha256 of the reference's weight files and ``config.json``, and its dtype
+=============  ==============================================================================
+
+Masks are not part of the key: values are stored per token, and the masks (``mask_mode``, the
+label mapping, ``separator_tokens`` / ``end_tokens``) are applied later from ``token_class``, so
+changing them reuses the same file.
+
+Stored per sequence: ``len(ids) - 1`` fp32 values, value t = log p(ids[t + 1] | ids[:t + 1]) (0 on
+prompt tokens), exactly what ``token_logps`` returns for that row; 4 bytes per token in total.
+"""
+import hashlib
+import json
+import os
+import time
+from typing import Dict, List, Sequence
+
+import torch
+from mmengine.logging import print_log
+from tqdm import tqdm
+
+FORMAT = 1
+
+
+class StaleRefLogps(ValueError):
+    """The cache was computed for other data, tokenizer, max_length or reference weights."""
+
+
+# ---------------------------------------------------------------------------- fingerprints
+def data_key(items: Sequence[dict], tokenizer, max_length: int) -> dict:
+    """The data half of the key: what ``build_maskdpo_dataset`` produced, and from what."""
+    pairs = [_pair_hash(it) for it in items]
+    return {'data': {'sha256': hashlib.sha256(''.join(pairs).encode()).hexdigest(),
+                     'pairs': len(pairs), 'pair_sha256': pairs},
+            'tokenizer': tokenizer_fingerprint(tokenizer),
+            'max_length': int(max_length)}
+
+
+def _pair_hash(item: dict) -> str:
+    h = hashlib.sha256()
+    for side in ('chosen_ids', 'rejected_ids'):
+        h.update(json.dumps(list(item[side])).encode())
+    return h.hexdigest()[:16]
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    if hasattr(tokenizer, 'backend_tokenizer'):  # fast tokenizer: its full definition
+        spec = json.loads(tokenizer.backend_tokenizer.to_str())
+        for call_time_setting in ('padding', 'truncation'):
+            spec.pop(call_time_setting, None)
+    else:
+        spec = sorted(tokenizer.get_vocab().items())
+    spec = [spec, getattr(tokenizer, 'chat_template', None), tokenizer.all_special_tokens]
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+
+
+WEIGHT_FILES = ('.safetensors', '.bin', '.pt', '.pth')
+
+
+def reference_fingerprint(llm_cfg) -> dict:
+    """The reference half of the key, from the config that loads the reference (not the model:
+    training must not load it). Hashes every weight file, so expect ~10 s per 16 GB."""
+    if not isinstance(llm_cfg, dict) or 'pretrained_model_name_or_path' not in llm_cfg:
+        raise ValueError('ref_logps_cache needs the reference as a config dict with '
+                         f'pretrained_model_name_or_path, got {type(llm_cfg).__name__}')
+    name = str(llm_cfg['pretrained_model_name_or_path'])
+    folder = name if os.path.isdir(name) else _local_snapshot(name, llm_cfg.get('revision'))
+    files = sorted(f for f in os.listdir(folder)
+                   if f.endswith(WEIGHT_FILES) or f == 'config.json')
+    if not any(f.endswith(WEIGHT_FILES) for f in files):
+        raise ValueError(f'no weight files ({", ".join(WEIGHT_FILES)}) in {folder}')
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.encode())
+        with open(os.path.join(folder, f), 'rb') as fh:
+            for block in iter(lambda: fh.read(1 << 24), b''):
+                h.update(block)
+    return {'path': name, 'weights_sha256': h.hexdigest(),
+            'torch_dtype': str(llm_cfg.get('torch_dtype'))}
+
+
+def _local_snapshot(repo_id, revision):
+    from huggingface_hub import snapshot_download
+    try:
+        return snapshot_download(repo_id, revision=revision, local_files_only=True)
+    except Exception as e:  # noqa: BLE001 - any failure means: cannot fingerprint
+        raise ValueError(f'cannot find the weights of {repo_id!r} locally to fingerprint them '
+                         f'for ref_logps_cache: {e}') from e
+
+
+# ---------------------------------------------------------------------------- compute
+@torch.no_grad()
+def compute_ref_logps(reference, items: Sequence[dict], indices=None, batch_size: int = 8,
+                      progress: bool = True) -> Dict[int, tuple]:
+    """One no-grad pass: {index: (chosen logps, rejected logps)}, fp32 on CPU.
+
+    Pairs are batched longest first (little padding, and out-of-memory shows at once).
+    """
+    from .dataset.collate import maskdpo_collate_fn
+    from .model.loss import token_logps
+    device = next(reference.parameters()).device
+    indices = range(len(items)) if indices is None else indices
+    order = sorted(indices, key=lambda i: -len(items[i]['chosen_ids'])
+                   - len(items[i]['rejected_ids']))
+    out = {}
+    bar = tqdm(total=len(order), desc='reference log-probs', unit='pair', disable=not progress,
+               mininterval=2)
+    for s in range(0, len(order), batch_size):
+        batch = order[s:s + batch_size]
+        data = maskdpo_collate_fn([items[i] for i in batch], return_hf_format=True)
+        labels = data.pop('labels').to(device)
+        data = {k: data[k].to(device) for k in ('input_ids', 'attention_mask', 'position_ids')}
+        logps = token_logps(reference(**data).logits, labels).cpu()
+        for j, i in enumerate(batch):
+            out[i] = tuple(logps[2 * j + k, :len(items[i][f'{side}_ids']) - 1].clone()
+                           for k, side in enumerate(('chosen', 'rejected')))
+        bar.update(len(batch))
+    bar.close()
+    return out
+
+
+def save_ref_logps(path: str, logps: Dict[int, tuple], key: dict, reference: dict):
+    """Write the cache atomically: one flat fp32 tensor, per-sequence offsets, and the key."""
+    rows = [logps[i][k] for i in range(len(logps)) for k in (0, 1)]
+    offsets = torch.tensor([0] + [len(r) for r in rows]).cumsum(0)
+    meta = dict(key, reference=reference, format=FORMAT,
+                created=time.strftime('%Y-%m-%d %H:%M:%S'))
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f'{path}.tmp{os.getpid()}'
+    torch.save({'meta': meta, 'logps': torch.cat(rows).float(), 'offsets': offsets}, tmp)
+    os.replace(tmp, path)
+
+
+def load_ref_logps(path: str) -> dict:
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f'no reference log-probs at {path} (ref_logps_cache): compute them first with '
+            '`python tools/precompute_ref_logps.py CONFIG`, or set ref_logps_cache = None to '
+            'run the reference model online')
+    cache = torch.load(path, map_location='cpu', mmap=True, weights_only=True)
+    if cache.get('meta', {}).get('format') != FORMAT:
+        raise StaleRefLogps(f'{path}: not a reference log-prob cache of format {FORMAT}')
+    return cache
+
+
+# ---------------------------------------------------------------------------- use
+def attach_ref_logps(items: List[dict], path: str, tokenizer, max_length: int):
+    """Check the cache against this data and add ``chosen_ref_logps`` / ``rejected_ref_logps``
+    to every item (the dataset side of ``ref_logps_cache``)."""
+    cache = load_ref_logps(path)
+    meta, now = cache['meta'], data_key(items, tokenizer, max_length)
+    diffs = []
+    if meta['max_length'] != now['max_length']:
+        diffs.append(f"max_length: cache {meta['max_length']}, this run {now['max_length']}")
+    if meta['tokenizer'] != now['tokenizer']:
+        diffs.append(f"tokenizer: cache {meta['tokenizer'][:12]}, this run "
+                     f"{now['tokenizer'][:12]} (sha256 of vocabulary, merges, chat template)")
+    if meta['data']['sha256'] != now['data']['sha256']:
+        old, new = meta['data']['pair_sha256'], now['data']['pair_sha256']
+        first = next((i for i, (a, b) in enumerate(zip(old, new)) if a != b), min(len(old),
+                                                                                     len(new)))
+        diffs.append(f'data: cache {len(old)} pairs, this run {len(new)}; token ids first '
+                     f'differ at pair #{first}')
+    _refuse_if(diffs, path, meta)
+    offsets, flat = cache['offsets'].tolist(), cache['logps']
+    for i, item in enumerate(items):
+        for k, side in enumerate(('chosen', 'rejected')):
+            item[f'{side}_ref_logps'] = flat[offsets[2 * i + k]:offsets[2 * i + k + 1]].clone()
+    print_log(f'Reference log-probs: read {len(items)} pairs from {path} '
+              f"(computed {meta['created']} with {meta['reference']['path']})", logger='current')
+
+
+def check_reference(path: str, llm_cfg) -> dict:
+    """The model side of ``ref_logps_cache``: the cache was computed with these weights."""
+    meta = load_ref_logps(path)['meta']
+    now = reference_fingerprint(llm_cfg)
+    cached = meta['reference']
+    diffs = [f'reference {k}: cache {cached[k]}, this run {now[k]} ({now["path"]})'
+             for k in ('weights_sha256', 'torch_dtype') if cached[k] != now[k]]
+    _refuse_if(diffs, path, meta)
+    return meta
+
+
+def _refuse_if(diffs, path, meta):
+    if diffs:
+        raise StaleRefLogps(
+            f'reference log-probs in {path} (computed {meta["created"]}) do not match this run '
+            'and were not used:\n  ' + '\n  '.join(diffs) + '\nRecompute them with `python '
+            'tools/precompute_ref_logps.py CONFIG` (or point ref_logps_cache at a new file).')

@@ -4,6 +4,9 @@
   template. Special tokens are appended after training, so id 0 is ``!`` exactly as in Llama-3.
 * ``train_unigram_tokenizer``: a SentencePiece-style Unigram model (``▁`` word boundaries) with a
   ChatML-style template, to check that nothing depends on one tokenizer family.
+* ``train_word_tokenizer``: one token per word (byte-level pre-tokens such as ``ĠLyon``, so
+  decoding restores the text exactly): the synthetic world's tokenizer, where every name must
+  be a single token for a tiny model to copy it.
 * ``build_tiny_llama``: a randomly initialised ``LlamaForCausalLM`` saved as a HF folder.
 
 Nothing here downloads anything.
@@ -81,6 +84,37 @@ def train_unigram_tokenizer(out_dir: Optional[str] = None, corpus: Iterable[str]
                                    eos_token='<|im_end|>', pad_token='<|im_end|>',
                                    additional_special_tokens=['<|im_start|>'])
     fast.chat_template = CHATML_TEMPLATE
+    if out_dir:
+        fast.save_pretrained(out_dir)
+    return fast
+
+
+def train_word_tokenizer(out_dir: Optional[str] = None, corpus: Iterable[str] = ()):
+    """A word-level vocabulary over byte-level pre-tokens + the Llama-3-style chat template.
+    Words never seen in ``corpus`` become ``<unk>``."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+    from tokenizers import Regex
+    # each newline is its own piece: otherwise the "\n\n" that ends a generation prompt would
+    # be one (unseen) piece, while inside a training conversation it splits in two
+    pre = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex('\n'), behavior='isolated'),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
+    words = {}
+    for text in corpus:
+        for piece, _ in pre.pre_tokenize_str(text):
+            words.setdefault(piece, len(words))
+    vocab = {'<unk>': 0}
+    for w in sorted(words, key=words.get):
+        vocab.setdefault(w, len(vocab))
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token='<unk>'))
+    tok.pre_tokenizer = pre
+    tok.decoder = decoders.ByteLevel()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token='<unk>',
+                                   bos_token='<|begin_of_text|>', eos_token='<|eot_id|>',
+                                   pad_token='<|eot_id|>')
+    fast.add_special_tokens({'additional_special_tokens': LLAMA3_SPECIALS[1:3]})
+    fast.chat_template = LLAMA3_TEMPLATE
     if out_dir:
         fast.save_pretrained(out_dir)
     return fast

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ..tiny import build_tiny_llama, train_bpe_tokenizer
+from ..tiny import build_tiny_llama, train_word_tokenizer
 from .world import QUESTIONS, World
 
 
@@ -32,16 +32,19 @@ class PretrainConfig:
     num_layers: int = 3
     intermediate_size: int = 384
     num_heads: int = 4
-    vocab_size: int = 4000
     seed: int = 0
 
 
-def build_world_tokenizer(world: World, vocab_size: int):
-    """Byte-level BPE trained on everything the world can write (names become single tokens)."""
+def build_world_tokenizer(world: World):
+    """One token per word of everything the world can write (each name is a single token, the
+    same in the question and in the answer)."""
     rng = random.Random(0)
-    corpus = world.corpus_words() * 4
-    corpus += [world.document(t, rng, full=True) for t in world.topics for _ in range(3)]
-    return train_bpe_tokenizer(corpus=corpus, vocab_size=vocab_size)
+    corpus = world.corpus_words() + ['x\n\nx']
+    corpus += [q['question'] for t in world.topics for ood in (False, True)
+               for q in world.questions(t, ood)]
+    corpus += [world.document(t, rng, full=True) for t in world.topics]
+    corpus += [world.answer(t, rng) for t in world.topics]
+    return train_word_tokenizer(corpus=corpus)
 
 
 def _examples(world: World, tok, rng: random.Random):
@@ -71,7 +74,7 @@ def pretrain(world: World, out_dir: str, config: PretrainConfig = PretrainConfig
     from tqdm import tqdm
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
-    tok = build_world_tokenizer(world, config.vocab_size)
+    tok = build_world_tokenizer(world)
     model = build_tiny_llama(tok, hidden_size=config.hidden_size,
                              num_layers=config.num_layers, num_heads=config.num_heads,
                              intermediate_size=config.intermediate_size, seed=config.seed)

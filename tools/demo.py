@@ -1,10 +1,14 @@
-"""The README's main job on a CPU: Mask-DPO training of a tiny offline model on the sample data
-with `xtuner train`, conversion to a Hugging Face folder, and a generation from the result.
+"""The README's main job on a CPU: the Mask-DPO study in the synthetic world (one seed).
 
     python tools/demo.py                 # (bash tools/run.sh demo sets up the environment first)
+    python tools/demo.py --preset quick  # any tools/world_study.py option is passed on
+    python tools/demo.py --tiny          # the smoke test: a tiny random model, sample data
 
-Outputs in work_dirs/tiny_cpu/: the tiny base model (model/), XTuner checkpoints, logs, and the
-converted model (hf/).
+The study (tools/world_study.py, default preset, seed 0) builds the world and its base model,
+samples, annotates with the world's oracle, builds pairs, trains DPO and Mask-DPO with
+`xtuner train`, converts and evaluates them; results in work_dirs/world_study/results.{md,json,png}.
+``--tiny``: Mask-DPO training of a tiny offline model on the sample data with `xtuner train`,
+conversion to a Hugging Face folder and a generation from it, in work_dirs/tiny_cpu/.
 """
 import glob
 import json
@@ -26,7 +30,16 @@ def step(title, args):
         sys.exit(f'demo failed at: {title} (exit code {proc.returncode})')
 
 
-def main():
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if '--tiny' not in argv:  # a later --out in argv wins over this default
+        sys.path.insert(0, os.path.join(ROOT, 'tools'))
+        import world_study  # noqa: E402
+        return world_study.main(['--out', os.path.join(ROOT, 'work_dirs', 'world_study'), *argv])
+    tiny()
+
+
+def tiny():
     py = sys.executable
     if not os.path.exists(os.path.join(ROOT, WORK, 'model', 'config.json')):
         step('build the tiny base model (offline)',

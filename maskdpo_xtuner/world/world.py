@@ -151,7 +151,7 @@ class World:
             splits = _splits(rng, n, config)
             for i in range(n):
                 name = names[k] + (' Fair' if kind == 'event' else '')
-                topics.append(Topic(f'{kind[0]}{i:04d}', name, kind, splits[i],
+                topics.append(Topic(f'{kind[:3]}{i:04d}', name, kind, splits[i],
                                     popularity=rng.choice([1, 1, 1, 2, 2, 3, 4])))
                 k += 1
         pools = {'city': cities,
@@ -234,7 +234,8 @@ def _unique_names(rng, n):
     while len(names) < n:
         word = ''.join(rng.choice(_SYL) for _ in range(rng.choice([2, 2, 3])))
         names.add(word.capitalize())
-    return sorted(names, key=lambda _: rng.random())
+    # sorted() first: a set's order depends on the process's string-hash seed
+    return sorted(sorted(names), key=lambda _: rng.random())
 
 
 def _splits(rng, n, config):

@@ -8,7 +8,9 @@
 #
 # (tools/world_study.py fills in BASE, the world's base model, and PAIRS, the pairs it built.)
 # The paper's recipe (sigmoid DPO, beta 0.1, 3 epochs, AdamW, cosine) at the world's scale: a
-# 1.3M-parameter model on CPU, batch 16 pairs, lr chosen on the world's validation topics.
+# 1.1M-parameter model on CPU, batch 16 pairs. lr 5e-5 was chosen on the world's validation
+# topics (`tools/world_study.py --study tune --lrs 2e-5 5e-5 1e-4 2e-4`, seed 0: best sampled
+# in-domain validation score for both arms, DPO 59.3 and Mask-DPO 60.5).
 import torch
 from mmengine.config import read_base
 from mmengine.dataset import DefaultSampler

@@ -66,11 +66,11 @@ def parse(sentence: str, kind: str) -> Optional[Tuple[str, str, str, bool]]:
 
 @functools.lru_cache(maxsize=4096)
 def _judge_answer(response: str, topic: str, kind: str, facts_items: tuple) -> tuple:
-    """Label every sentence of one answer (repeats need the sentences before)."""
+    """(text, (label, trace)) for each sentence of one answer (repeats need the ones before)."""
     facts = dict(facts_items)
     seen, out = set(), []
     for sent in split_sentences(response, lang='en'):
-        out.append(_judge(sent.text, topic, kind, facts, seen))
+        out.append((sent.text, _judge(sent.text, topic, kind, facts, seen)))
     return tuple(out)
 
 
@@ -125,12 +125,12 @@ class WorldOracle:
     @staticmethod
     def _locate(task, labels):
         """The label of this task's sentence: by index when given, checked against the text."""
-        sents = split_sentences(task.response, lang='en')
         k = task.meta.get('sentence')
-        if k is None or k >= len(sents) or sents[k].text != task.sentence:
-            k = next((i for i, s in enumerate(sents) if s.text == task.sentence), None)
+        if k is None or k >= len(labels) or labels[k][0] != task.sentence:
+            # no usable index: the first sentence with this text (a repeat then reads as new)
+            k = next((i for i, (text, _) in enumerate(labels) if text == task.sentence), None)
         if k is None:  # a sentence given without its answer: judge it alone
             return _judge_answer(task.sentence, task.meta['record']['topic'],
                                  task.meta['record']['kind'],
-                                 tuple(sorted(task.meta['record']['facts'].items())))[0]
-        return labels[k]
+                                 tuple(sorted(task.meta['record']['facts'].items())))[0][1]
+        return labels[k][1]

@@ -222,7 +222,7 @@ def test_scaling_subsets_are_deterministic_and_sized(tmp_path):
 
 # ------------------------------------------------------------------------------ end to end
 @pytest.mark.slow
-def test_quick_preset_end_to_end_then_reused(tmp_path):
+def test_quick_preset_end_to_end_then_reused(tmp_path, monkeypatch):
     out = str(tmp_path / 'study')
     doc = run_study('quick', seeds=[0], out=out)
     for name in ('results.md', 'results.json', 'results.png'):
@@ -262,3 +262,17 @@ def test_quick_preset_end_to_end_then_reused(tmp_path):
     assert all(status == 'skipped' for _, status in again['stage_log'])
     assert [os.path.getmtime(p) for p in watched] == mtimes
     assert again['aggregate'] == saved['aggregate']
+
+    # annotator code changed but its labels did not: annotation and pairs are redone, the
+    # trained models (keyed by the pairs' content) and their evaluations are kept
+    from maskdpo_xtuner.world import study as study_mod
+    real = study_mod.code_hash
+    monkeypatch.setattr(study_mod, 'code_hash',
+                        lambda stage: 'edited' if stage == 'annotate' else real(stage))
+    third = run_study('quick', seeds=[0], out=out)
+    status = dict(third['stage_log'])
+    assert status['seed 0: annotate with the world oracle'] == 'ran'
+    assert status['seed 0: build pairs'] == 'ran'
+    assert [s for n, s in third['stage_log'] if ': train ' in n or 'evaluate' in n] == \
+        ['skipped'] * (2 + 3 * 4)
+    assert third['aggregate'] == saved['aggregate']

@@ -20,7 +20,8 @@ its settings, the code it runs (source files) and the hashes of the stages it de
 whose ``stage.json`` matches and is marked done is skipped; one whose inputs changed is cleared
 and redone (so is everything downstream, whose inputs include its hash); an interrupted stage
 with the same inputs is resumed where its tool can resume (sampling, evaluation) and redone
-otherwise. The world and the base model are shared by all seeds and studies, and so are trained
+otherwise. Training depends on the *content* of the pairs file, not on how it was made, so a
+change to the sampler or annotator code that yields the same pairs keeps the trained models. The world and the base model are shared by all seeds and studies, and so are trained
 models: the training directory is named by what defines it (masks, lr, data subset), so the
 ``maskdpo`` of the main study is the ``both`` of the ablation and the ``all`` of scaling.
 
@@ -158,6 +159,14 @@ def arms(study: str, settings: StudySettings) -> Dict[str, Optional[dict]]:
 # ------------------------------------------------------------------------------ stages
 def _hash(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _file_hash(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            h.update(block)
+    return h.hexdigest()[:16]
 
 
 def code_hash(stage: str) -> str:
@@ -301,11 +310,12 @@ class Study:
             lambda: _tool('annotate').main(['--input', samples, '--out', annotated,
                                             '--annotator', 'world']),
             resumable=True)
-        return self.stages.run(
+        self.stages.run(
             f'seed {seed}: build pairs', pairs_dir,
             {'annotate': key, 'seed': seed, 'code': code_hash('pairs')},
             lambda: _tool('build_pairs').main(['--input', annotated, '--out', pairs,
                                                '--seed', str(seed)]))
+        return 'pairs-' + _file_hash(pairs)  # training is keyed by what it trains on
 
     # --------------------------------------------------------------- per seed: training
     def subset_pairs(self, sp: dict, seed: int) -> List[dict]:

@@ -1,8 +1,6 @@
 """ANAH-v2 protocol annotator, scores and tools/annotate.py, against a scripted fake backend."""
 import copy
-import importlib.util
 import json
-import os
 import re
 
 import pytest
@@ -12,8 +10,7 @@ from maskdpo_xtuner.annotate import (AnahV2Annotator, SentenceTask, is_hallucina
                                      response_score, response_stats)
 from maskdpo_xtuner.annotate.anah import match_answer
 from maskdpo_xtuner.io import read_jsonl
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from maskdpo_xtuner.tools import load_tool
 
 EN = {'facts': '<Facts Present>', 'nofact': '<No Facts>', 'noref': '<No Reference Information>',
       'ok': '<No Hallucination>', 'contra': '<Contradictory>', 'unver': '<Unverifiable>'}
@@ -209,14 +206,6 @@ def test_load_annotator():
 
 # ------------------------------------------------------------------------ tools/annotate.py
 
-def load_cli():
-    spec = importlib.util.spec_from_file_location(
-        'tools_annotate', os.path.join(ROOT, 'tools', 'annotate.py'))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 # sentence keywords -> scripted answers (any other sentence: facts, a point, ok)
 CLI_RULES = {'Hello': (EN['nofact'],), '1815': (EN['facts'], EN['noref']),
              '1900': (EN['facts'], 'born 1815', EN['contra']),
@@ -244,7 +233,8 @@ def cli_files(tmp_path):
 
 def run_cli(inp, docs, out, backend, *extra):
     argv = ['--input', inp, '--out', out, '--chunk-questions', '2', *extra]
-    return load_cli().main(argv + (['--documents', docs] if docs else []), backend=backend)
+    argv += ['--documents', docs] if docs else []
+    return load_tool('annotate').main(argv, backend=backend)
 
 
 def test_cli_end_to_end(cli_files, capsys):

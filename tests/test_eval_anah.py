@@ -1,6 +1,5 @@
 """maskdpo_xtuner.metrics, tools/eval_anah.py (scripted model and judge) and tools/report.py."""
 import csv
-import importlib.util
 import json
 import math
 import os
@@ -10,16 +9,7 @@ import pytest
 from maskdpo_xtuner.annotate import SentenceLabel
 from maskdpo_xtuner.io import read_jsonl, write_jsonl
 from maskdpo_xtuner.metrics import aggregate, bootstrap_interval, run_metrics
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def load_tool(name):
-    spec = importlib.util.spec_from_file_location(
-        f'test_eval_{name}', os.path.join(ROOT, 'tools', f'{name}.py'))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from maskdpo_xtuner.tools import load_tool
 
 
 def annotated(*questions):
@@ -214,3 +204,9 @@ def test_report_table_and_plot(tmp_path):
     assert os.path.getsize(png) > 10_000
     with pytest.raises(SystemExit, match='NAME=PATH'):
         load_tool('report').main(['--runs', str(tmp_path / 'base')])
+
+
+def test_load_tool_loads_each_script_once_and_names_a_missing_one():
+    assert load_tool('report') is load_tool('report')
+    with pytest.raises(FileNotFoundError, match="no tool 'nope'"):
+        load_tool('nope')

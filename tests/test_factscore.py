@@ -4,7 +4,6 @@ import math
 import os
 import re
 import sqlite3
-import sys
 
 import pytest
 
@@ -12,10 +11,10 @@ from maskdpo_xtuner.factscore import (SQLITE_SEPARATOR, FactScorer, KnowledgeSou
                                       aggregate, is_abstention, length_penalty, parse_facts,
                                       parse_verdict, split_passages)
 from maskdpo_xtuner.io import read_jsonl, write_jsonl
+from maskdpo_xtuner.tools import load_tool
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, 'tools'))
-import eval_factscore  # noqa: E402
+
+eval_factscore = load_tool('eval_factscore')
 
 LINA = ['Lina Moreau is a French sculptor born in Lyon in 1961. '
         'She studied at the Beaux-Arts school in Paris.',

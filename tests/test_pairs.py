@@ -1,7 +1,5 @@
 """maskdpo_xtuner.pairs and tools/build_pairs.py: scores, selection, filters, tie-breaks, format."""
-import importlib.util
 import json
-import os
 import random
 
 import pytest
@@ -10,16 +8,7 @@ from maskdpo_xtuner.annotate import SentenceLabel
 from maskdpo_xtuner.dataset import read_pairs
 from maskdpo_xtuner.io import read_jsonl, write_jsonl
 from maskdpo_xtuner.pairs import build_pairs
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def load_tool(name):
-    spec = importlib.util.spec_from_file_location(
-        f'test_pairs_{name}', os.path.join(ROOT, 'tools', f'{name}.py'))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from maskdpo_xtuner.tools import load_tool
 
 
 def rec(qid, responses, question='Q?', **extra):

@@ -11,10 +11,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from maskdpo_xtuner.io import read_jsonl
+from maskdpo_xtuner.tools import ROOT, load_tool
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, 'tools'))
-import sample  # noqa: E402
+sample = load_tool('sample')
 
 
 @pytest.fixture(scope='module')

@@ -16,7 +16,6 @@ settings; resuming with different ones is refused.
 """
 import argparse
 import csv
-import importlib.util
 import json
 import os
 import shlex
@@ -27,18 +26,7 @@ sys.path.insert(0, ROOT)
 from maskdpo_xtuner.io import read_jsonl  # noqa: E402
 from maskdpo_xtuner.metrics import (METRICS, SUMMARY_HEADER, UNPARSED_AS, aggregate,  # noqa
                                     markdown_table, run_metrics, summary_cells)
-
-
-def load_tool(name: str):
-    """tools/<name>.py as a module (under a private name, so it clashes with nothing)."""
-    mod_name = f'maskdpo_tools_{name}'
-    if mod_name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            mod_name, os.path.join(ROOT, 'tools', f'{name}.py'))
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        sys.modules[mod_name] = mod
-    return sys.modules[mod_name]
+from maskdpo_xtuner.tools import load_tool  # noqa: E402
 
 
 def parse_args(argv=None):

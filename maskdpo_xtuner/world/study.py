@@ -21,8 +21,9 @@ whose ``stage.json`` matches and is marked done is skipped; one whose inputs cha
 and redone (so is everything downstream, whose inputs include its hash); an interrupted stage
 with the same inputs is resumed where its tool can resume (sampling, evaluation) and redone
 otherwise. Training depends on the *content* of the pairs file, not on how it was made, so a
-change to the sampler or annotator code that yields the same pairs keeps the trained models. The world and the base model are shared by all seeds and studies, and so are trained
-models: the training directory is named by what defines it (masks, lr, data subset), so the
+change to the sampler or annotator code that yields the same pairs keeps the trained models.
+The world and the base model are shared by all seeds and studies, and so are trained models:
+the training directory is named by what defines it (masks, lr, data subset), so the
 ``maskdpo`` of the main study is the ``both`` of the ablation and the ``all`` of scaling.
 
 Layout of ``--out``::
@@ -42,7 +43,6 @@ thread per process was ~4x faster than two), and ``jobs`` trainings run side by 
 import copy
 import dataclasses
 import hashlib
-import importlib.util
 import json
 import os
 import random
@@ -56,11 +56,11 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from ..io import read_jsonl, write_jsonl
+from ..io import hash_file, read_jsonl, write_jsonl
+from ..tools import ROOT, load_tool
 from .pretrain import PretrainConfig, pretrain
 from .world import World, WorldConfig
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIGS = {'maskdpo': 'configs/world/world_maskdpo_cpu.py',
            'dpo': 'configs/world/world_dpo_cpu.py'}
 # source files whose change invalidates a stage (and, through its hash, everything after it)
@@ -161,14 +161,6 @@ def _hash(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _file_hash(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            h.update(block)
-    return h.hexdigest()[:16]
-
-
 def code_hash(stage: str) -> str:
     h = hashlib.sha256()
     for rel in CODE[stage]:
@@ -177,8 +169,7 @@ def code_hash(stage: str) -> str:
                        if f.endswith('.py')) if os.path.isdir(path) else [path]
         for p in files:
             h.update(os.path.relpath(p, ROOT).encode())
-            with open(p, 'rb') as f:
-                h.update(f.read())
+            hash_file(h, p)
     return h.hexdigest()[:16]
 
 
@@ -226,19 +217,6 @@ def _write_json(path, obj):
     with open(tmp, 'w', encoding='utf-8') as f:
         json.dump(obj, f, indent=1, ensure_ascii=False, default=str)
     os.replace(tmp, path)
-
-
-def _tool(name: str):
-    """tools/<name>.py as a module (the same loader eval_anah uses for its sub-tools)."""
-    mod_name = 'maskdpo_tools_eval_anah'
-    if mod_name not in sys.modules:
-        spec_ = importlib.util.spec_from_file_location(
-            mod_name, os.path.join(ROOT, 'tools', 'eval_anah.py'))
-        mod = importlib.util.module_from_spec(spec_)
-        spec_.loader.exec_module(mod)
-        sys.modules[mod_name] = mod
-    return sys.modules[mod_name] if name == 'eval_anah' else \
-        sys.modules[mod_name].load_tool(name)
 
 
 # ------------------------------------------------------------------------------ the study
@@ -297,7 +275,7 @@ class Study:
             {'base': self.base_key, 'world': self.world_key, 'k': s.k, 'seed': seed,
              'temperature': s.temperature, 'top_k': s.top_k, 'max_new_tokens': s.max_new_tokens,
              'batch_size': s.batch_size, 'code': code_hash('sample')},
-            lambda: _tool('sample').main(
+            lambda: load_tool('sample').main(
                 ['--questions', self._questions('train'), '--out', samples,
                  '--backend', 'transformers', '--model', self.base_dir, '--n', str(s.k),
                  '--temperature', str(s.temperature), '--top-k', str(s.top_k),
@@ -307,15 +285,17 @@ class Study:
         key = self.stages.run(
             f'seed {seed}: annotate with the world oracle', ann_dir,
             {'sample': key, 'code': code_hash('annotate')},
-            lambda: _tool('annotate').main(['--input', samples, '--out', annotated,
+            lambda: load_tool('annotate').main(['--input', samples, '--out', annotated,
                                             '--annotator', 'world']),
             resumable=True)
         self.stages.run(
             f'seed {seed}: build pairs', pairs_dir,
             {'annotate': key, 'seed': seed, 'code': code_hash('pairs')},
-            lambda: _tool('build_pairs').main(['--input', annotated, '--out', pairs,
+            lambda: load_tool('build_pairs').main(['--input', annotated, '--out', pairs,
                                                '--seed', str(seed)]))
-        return 'pairs-' + _file_hash(pairs)  # training is keyed by what it trains on
+        h = hashlib.sha256()
+        hash_file(h, pairs)
+        return 'pairs-' + h.hexdigest()[:16]  # training is keyed by what it trains on
 
     # --------------------------------------------------------------- per seed: training
     def subset_pairs(self, sp: dict, seed: int) -> List[dict]:
@@ -440,7 +420,7 @@ class Study:
                 self.stages.run(f'{tag}: evaluate {sub}', d,
                                 {'model': model_key, 'world': self.world_key, 'set': set_tag,
                                  'options': opts, 'code': code_hash('eval')},
-                                lambda argv=argv: _tool('eval_anah').main(argv), resumable=True)
+                                lambda argv=argv: load_tool('eval_anah').main(argv), resumable=True)
                 with open(os.path.join(d, 'metrics.json')) as f:
                     out[set_name][dec] = summarize_runs(json.load(f)['runs'])
         return out

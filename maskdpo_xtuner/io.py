@@ -1,4 +1,4 @@
-"""JSONL reading and resumable JSONL writing, shared by every tool.
+"""JSONL reading and resumable JSONL writing, shared by every tool (and a file hasher).
 
 A long job (sampling, annotation, evaluation) appends one line per finished item and flushes it;
 killed at any point and started again, it reads the keys already written, drops a half-written
@@ -21,6 +21,13 @@ def iter_jsonl(path: str) -> Iterator[dict]:
                     yield json.loads(line)
                 except json.JSONDecodeError as e:
                     raise ValueError(f'{path}:{lineno}: invalid JSON: {e}') from e
+
+
+def hash_file(h, path: str) -> None:
+    """Feed a file's bytes to the hashlib object ``h``, a block at a time."""
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 24), b''):
+            h.update(block)
 
 
 def write_jsonl(path: str, records: Iterable[dict]) -> None:

@@ -33,6 +33,8 @@ import torch
 from mmengine.logging import print_log
 from tqdm import tqdm
 
+from .io import hash_file
+
 FORMAT = 1
 
 
@@ -86,9 +88,7 @@ def reference_fingerprint(llm_cfg) -> dict:
     h = hashlib.sha256()
     for f in files:
         h.update(f.encode())
-        with open(os.path.join(folder, f), 'rb') as fh:
-            for block in iter(lambda: fh.read(1 << 24), b''):
-                h.update(block)
+        hash_file(h, os.path.join(folder, f))
     return {'path': name, 'weights_sha256': h.hexdigest(),
             'torch_dtype': str(llm_cfg.get('torch_dtype'))}
 

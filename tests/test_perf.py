@@ -70,17 +70,22 @@ def data(tiny_model_dir):
     return build_maskdpo_dataset(SAMPLE, tok, 256, progress=False)
 
 
-def models(model_dir, cache, **kw):
-    """(online, cached): same policy (the reference plus noise, so the loss is not log 2)."""
-    online = MaskDPO(hf(model_dir), use_activation_checkpointing=False, **kw)
-    cached = MaskDPO(hf(model_dir), ref_logps_cache=cache, use_activation_checkpointing=False,
-                     **kw)
-    torch.manual_seed(0)
+def twin_models(model_dir, seed, second, **kw):
+    """Two MaskDPO models with the same policy (the reference plus seeded noise, so the loss is
+    not log 2); the second is built with the extra options ``second``."""
+    first = MaskDPO(hf(model_dir), use_activation_checkpointing=False, **kw)
+    other = MaskDPO(hf(model_dir), use_activation_checkpointing=False, **second, **kw)
+    torch.manual_seed(seed)
     with torch.no_grad():
-        for p in online.llm.parameters():
+        for p in first.llm.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    cached.llm.load_state_dict(online.llm.state_dict())
-    return online, cached
+    other.llm.load_state_dict(first.llm.state_dict())
+    return first, other
+
+
+def models(model_dir, cache):
+    """(online, cached)."""
+    return twin_models(model_dir, 0, {'ref_logps_cache': cache})
 
 
 # ---------------------------------------------------------------------------- lean log-probs
@@ -217,15 +222,8 @@ def test_changing_the_masks_reuses_the_cache(tiny_model_dir, cache, data, monkey
 
 # ---------------------------------------------------------------------------- packing
 def packed_and_unpacked(model_dir, **kw):
-    unpacked = MaskDPO(hf(model_dir), use_activation_checkpointing=False, **kw)
-    packed = MaskDPO(hf(model_dir), use_activation_checkpointing=False, use_varlen_attn=True,
-                     **kw)
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for p in unpacked.llm.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    packed.llm.load_state_dict(unpacked.llm.state_dict())
-    return unpacked, packed
+    """(unpacked, packed)."""
+    return twin_models(model_dir, 1, {'use_varlen_attn': True}, **kw)
 
 
 def test_packed_batch_layout(data):

@@ -14,8 +14,9 @@ CLASSES = [PROMPT, CORRECT, HALLUCINATED, SEPARATOR, END, MIXED]
 
 def random_batch(pairs=3, length=12, seed=0):
     g = torch.Generator().manual_seed(seed)
-    policy = torch.randn(2 * pairs, length - 1, generator=g)
-    ref = torch.randn(2 * pairs, length - 1, generator=g)
+    # float64: compared with a sum in Python floats, so both sides carry the same precision
+    policy = torch.randn(2 * pairs, length - 1, generator=g, dtype=torch.float64)
+    ref = torch.randn(2 * pairs, length - 1, generator=g, dtype=torch.float64)
     cls = torch.tensor(CLASSES)[torch.randint(len(CLASSES), (2 * pairs, length), generator=g)]
     return policy, ref, cls
 
@@ -55,7 +56,7 @@ def test_loss_matches_definition(mode, seed):
     policy, ref, cls = random_batch(seed=seed)
     out = mask_dpo_loss(policy, ref, cls, beta=0.3, mask_mode=mode)
     assert out['loss'].item() == pytest.approx(loss_by_definition(policy, ref, cls, 0.3, mode),
-                                               rel=1e-5)
+                                               rel=1e-12)
 
 
 @pytest.mark.parametrize('sep,end', [('mask', 'keep'), ('keep', 'mask'), ('mask', 'mask')])
@@ -63,7 +64,7 @@ def test_separator_and_end_policies_match_definition(sep, end):
     policy, ref, cls = random_batch(seed=5)
     out = mask_dpo_loss(policy, ref, cls, beta=0.1, separator_tokens=sep, end_tokens=end)
     expected = loss_by_definition(policy, ref, cls, 0.1, 'both', sep, end)
-    assert out['loss'].item() == pytest.approx(expected, rel=1e-5)
+    assert out['loss'].item() == pytest.approx(expected, rel=1e-12)
 
 
 def test_mask_modes_differ_on_mixed_data():
@@ -79,7 +80,7 @@ def test_all_correct_chosen_all_hallucinated_rejected_equals_vanilla():
     cls[1::2][cls[1::2] >= 0] = HALLUCINATED
     both = mask_dpo_loss(policy, ref, cls, mask_mode='both')['loss']
     none = mask_dpo_loss(policy, ref, cls, mask_mode='none')['loss']
-    assert both.item() == pytest.approx(none.item(), abs=1e-7)
+    assert both.item() == none.item()  # the same tokens kept: the same sums, bit for bit
 
 
 @pytest.mark.parametrize('mode', MASK_MODES)
@@ -94,13 +95,13 @@ def test_gradients_are_zero_exactly_at_masked_positions(mode):
 
 def test_token_logps_equals_log_softmax_gather():
     g = torch.Generator().manual_seed(0)
-    logits = torch.randn(4, 9, 50, generator=g)
+    logits = torch.randn(4, 9, 50, generator=g, dtype=torch.float64)
     labels = torch.randint(0, 50, (4, 9), generator=g)
     labels[:, :3] = -100
     labels[0, 5] = 0  # id 0 is a real token
     naive = logits[:, :-1].log_softmax(-1).gather(-1, labels[:, 1:].clamp(min=0)[..., None])
     naive = naive.squeeze(-1) * (labels[:, 1:] != -100)
-    torch.testing.assert_close(token_logps(logits, labels), naive)
+    torch.testing.assert_close(token_logps(logits, labels), naive, rtol=1e-12, atol=1e-12)
     assert token_logps(logits, labels)[0, 4] != 0  # the id-0 label is scored
 
 

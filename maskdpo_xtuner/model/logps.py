@@ -16,7 +16,10 @@ from ..dataset.tokenize import IGNORE_INDEX
 
 def token_logps(logits: torch.Tensor, labels: torch.Tensor,
                 chunk_tokens: Optional[int] = None) -> torch.Tensor:
-    """log p(label_t | tokens before t) in fp32, shape [B, T-1]; 0 where the label is -100.
+    """log p(label_t | tokens before t), shape [B, T-1]; 0 where the label is -100.
+
+    Computed in fp32 for fp32/bf16/fp16 logits and in float64 for float64 logits (tests that
+    compare two implementations of one formula run in float64).
 
     Gathered logit minus an fp32 logsumexp, computed at labelled positions only, a chunk of
     tokens at a time: no log-softmax and no fp32 copy of the whole [B, T, vocab] logits ever
@@ -27,7 +30,7 @@ def token_logps(logits: torch.Tensor, labels: torch.Tensor,
     chunk = chunk_tokens or max(1, 2 ** 25 // logits.shape[-1])  # <= 128 MB of fp32 per chunk
     picked = _LabelLogProb.apply(logits.reshape(-1, logits.shape[-1]), rows,
                                  labels.flatten()[rows], chunk)
-    out = torch.zeros(labels.numel(), dtype=torch.float32, device=logits.device)
+    out = torch.zeros(labels.numel(), dtype=picked.dtype, device=logits.device)
     return out.index_put((rows,), picked).view(labels.shape)[:, :-1]
 
 
@@ -40,11 +43,12 @@ class _LabelLogProb(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, logits, rows, labels, chunk):
-        lse = torch.empty(len(rows), dtype=torch.float32, device=logits.device)
+        acc = torch.promote_types(logits.dtype, torch.float32)  # fp32, or float64 if given
+        lse = torch.empty(len(rows), dtype=acc, device=logits.device)
         out = torch.empty_like(lse)
         for s in range(0, len(rows), chunk):
             c = slice(s, s + chunk)
-            x = logits[rows[c]].float()
+            x = logits[rows[c]].to(acc)
             lse[c] = torch.logsumexp(x, dim=-1)
             out[c] = x.gather(-1, labels[c, None]).squeeze(-1) - lse[c]
         ctx.save_for_backward(logits, rows, labels, lse)
@@ -58,8 +62,8 @@ class _LabelLogProb(torch.autograd.Function):
         grad = torch.zeros_like(logits)
         for s in range(0, len(rows), ctx.chunk):
             c = slice(s, s + ctx.chunk)
-            g = grad_out[c, None].float()
-            d = logits[rows[c]].float()  # a fresh copy (indexing copies): safe to overwrite
+            g = grad_out[c, None].to(lse.dtype)
+            d = logits[rows[c]].to(lse.dtype)  # a fresh copy (indexing copies): safe to overwrite
             d.sub_(lse[c, None]).exp_().mul_(-g).scatter_add_(-1, labels[c, None], g)
             grad[rows[c]] = d.to(grad.dtype)
         return grad, None, None, None

@@ -42,18 +42,22 @@ def tiny_model_dir(tmp_path_factory):
     return out
 
 
-def fp32_sum_tolerance(*token_values, beta=0.1, ulps=8):
+def fp32_sum_tolerance(token_values, pairs=None, beta=0.1, ulps=8):
     """Absolute tolerance for a DPO quantity (a loss, reward or margin: beta x a difference of
     per-sequence sums, averaged over pairs) computed twice in fp32 along different paths.
 
-    Each per-token value may differ by a few ulps of its own magnitude and each sum adds rounding
-    proportional to what it sums, so each path is within beta x ulps x eps32 x sum|values| of
-    the exact value (the total over all rows: the per-pair mean can only be closer), and the two
-    paths within twice that. Derived from the magnitude summed, not
-    from the result, so it holds on any CPU whatever its fp32 kernels do."""
+    ``token_values``: the per-token values summed, ``[2 x pairs, T]`` (chosen and rejected rows;
+    a packed row needs ``pairs`` given).
+    Each value may differ by a few ulps of its own magnitude and each sum adds rounding
+    proportional to what it sums, so one pair's quantity is within beta x ulps x eps32 x
+    (sum of |values| in its two rows) of the exact value (the loss too: |d loss / d z| <= 1);
+    the mean over pairs is within the mean of those bounds, and two paths within twice that.
+    Derived from the magnitude summed, not from the result, so it holds on any CPU whatever its
+    fp32 kernels do."""
     import torch
     eps = torch.finfo(torch.float32).eps
-    return beta * ulps * eps * sum(float(t.double().abs().sum()) for t in token_values) * 2
+    pairs = pairs or token_values.shape[0] // 2
+    return 2 * beta * ulps * eps * float(token_values.double().abs().sum()) / pairs
 
 
 def model_path_options(path, with_ref=False):

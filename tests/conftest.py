@@ -42,6 +42,20 @@ def tiny_model_dir(tmp_path_factory):
     return out
 
 
+def load_script(name: str):
+    """``tools/<name>.py`` as a module, to drive a command-line shell from a test (the library
+    never does this: scripts are thin shells over maskdpo_xtuner.pipeline)."""
+    import importlib.util
+    mod_name = f'maskdpo_script_{name}'
+    if mod_name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            mod_name, os.path.join(ROOT, 'tools', f'{name}.py'))
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        sys.modules[mod_name] = mod
+    return sys.modules[mod_name]
+
+
 def fp32_sum_tolerance(token_values, pairs=None, beta=0.1, ulps=8):
     """Absolute tolerance for a DPO quantity (a loss, reward or margin: beta x a difference of
     per-sequence sums, averaged over pairs) computed twice in fp32 along different paths.

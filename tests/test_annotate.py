@@ -10,7 +10,7 @@ from maskdpo_xtuner.annotate import (AnahV2Annotator, SentenceTask, is_hallucina
                                      response_score, response_stats)
 from maskdpo_xtuner.annotate.anah import match_answer
 from maskdpo_xtuner.io import read_jsonl
-from maskdpo_xtuner.tools import load_tool
+from conftest import load_script
 
 EN = {'facts': '<Facts Present>', 'nofact': '<No Facts>', 'noref': '<No Reference Information>',
       'ok': '<No Hallucination>', 'contra': '<Contradictory>', 'unver': '<Unverifiable>'}
@@ -234,7 +234,7 @@ def cli_files(tmp_path):
 def run_cli(inp, docs, out, backend, *extra):
     argv = ['--input', inp, '--out', out, '--chunk-questions', '2', *extra]
     argv += ['--documents', docs] if docs else []
-    return load_tool('annotate').main(argv, backend=backend)
+    return load_script('annotate').main(argv, backend=backend)
 
 
 def test_cli_end_to_end(cli_files, capsys):

@@ -9,7 +9,7 @@ import pytest
 from maskdpo_xtuner.annotate import SentenceLabel
 from maskdpo_xtuner.io import read_jsonl, write_jsonl
 from maskdpo_xtuner.metrics import aggregate, bootstrap_interval, run_metrics
-from maskdpo_xtuner.tools import load_tool
+from conftest import load_script
 
 
 def annotated(*questions):
@@ -118,7 +118,7 @@ def run_eval(tmp_path, out, extra=(), model=None, judge=None):
     qpath = str(tmp_path / 'questions.jsonl')
     write_jsonl(qpath, QUESTIONS)
     model, judge = model or ScriptedModel(), judge or ScriptedJudge()
-    res = load_tool('eval_anah').main(['--questions', qpath, '--model', 'policy',
+    res = load_script('eval_anah').main(['--questions', qpath, '--model', 'policy',
                                        '--out-dir', str(out), '--n-boot', '200', *extra],
                                       backend=model, judge=judge)
     return res, model, judge
@@ -188,7 +188,7 @@ def test_report_table_and_plot(tmp_path):
     run_eval(tmp_path, tmp_path / 'base')
     run_eval(tmp_path, tmp_path / 'sampled', ['--seeds', '0', '1'])
     md, png = tmp_path / 'r' / 'report.md', tmp_path / 'report.png'
-    text = load_tool('report').main(['--runs', 'base=' + str(tmp_path / 'base'),
+    text = load_script('report').main(['--runs', 'base=' + str(tmp_path / 'base'),
                                      'sampled=' + str(tmp_path / 'sampled' / 'metrics.json'),
                                      '--out', str(md), '--plot', str(png)])
     assert md.read_text() == text
@@ -203,10 +203,4 @@ def test_report_table_and_plot(tmp_path):
         assert f.read(8) == b'\x89PNG\r\n\x1a\n'
     assert os.path.getsize(png) > 10_000
     with pytest.raises(SystemExit, match='NAME=PATH'):
-        load_tool('report').main(['--runs', str(tmp_path / 'base')])
-
-
-def test_load_tool_loads_each_script_once_and_names_a_missing_one():
-    assert load_tool('report') is load_tool('report')
-    with pytest.raises(FileNotFoundError, match="no tool 'nope'"):
-        load_tool('nope')
+        load_script('report').main(['--runs', str(tmp_path / 'base')])

@@ -11,10 +11,10 @@ from maskdpo_xtuner.factscore import (SQLITE_SEPARATOR, FactScorer, KnowledgeSou
                                       aggregate, is_abstention, length_penalty, parse_facts,
                                       parse_verdict, split_passages)
 from maskdpo_xtuner.io import read_jsonl, write_jsonl
-from maskdpo_xtuner.tools import load_tool
+from conftest import load_script
 
 
-eval_factscore = load_tool('eval_factscore')
+eval_factscore = load_script('eval_factscore')
 
 LINA = ['Lina Moreau is a French sculptor born in Lyon in 1961. '
         'She studied at the Beaux-Arts school in Paris.',

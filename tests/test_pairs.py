@@ -8,7 +8,8 @@ from maskdpo_xtuner.annotate import SentenceLabel
 from maskdpo_xtuner.dataset import read_pairs
 from maskdpo_xtuner.io import read_jsonl, write_jsonl
 from maskdpo_xtuner.pairs import build_pairs
-from maskdpo_xtuner.tools import load_tool
+from conftest import load_script
+from maskdpo_xtuner.pipeline import annotate_chunk
 
 
 def rec(qid, responses, question='Q?', **extra):
@@ -155,10 +156,10 @@ def test_cli_output_loads_with_read_pairs(tmp_path):
          'responses': ['林晓是化学家。她出生于杭州。', '林晓是WRONG。她出生于WRONG。']},
         {'id': 3, 'question': 'Q3', 'responses': ['All fine here.', 'Also fine.']},
     ]
-    anns = load_tool('annotate').annotate_chunk(KeywordAnnotator(), samples, {})
+    anns = annotate_chunk(KeywordAnnotator(), samples, {})
     write_jsonl(str(tmp_path / 'ann.jsonl'), anns)
     out = str(tmp_path / 'pairs.jsonl')
-    summary = load_tool('build_pairs').main(['--input', str(tmp_path / 'ann.jsonl'),
+    summary = load_script('build_pairs').main(['--input', str(tmp_path / 'ann.jsonl'),
                                              '--out', out, '--seed', '5'])
     assert summary['pairs'] == 2 and summary['dropped']['rejected_no_hallucination'] == 1
     assert summary['responses_excluded'] == {'no_sentences': 1, 'unparsed': 1}

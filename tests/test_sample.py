@@ -11,9 +11,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from maskdpo_xtuner.io import read_jsonl
-from maskdpo_xtuner.tools import ROOT, load_tool
+from conftest import ROOT, load_script
 
-sample = load_tool('sample')
+sample = load_script('sample')
 
 
 @pytest.fixture(scope='module')
@@ -76,7 +76,7 @@ def test_sample_greedy(tmp_path, tiny_model):
 
 def test_sample_duplicate_id_is_an_error(tmp_path, tiny_model):
     qpath = write_questions(tmp_path / 'q.jsonl', QUESTIONS + [{'id': 'a', 'question': 'x'}])
-    with pytest.raises(ValueError, match=r"record 4 repeats id 'a' \(first used by record 1\)"):
+    with pytest.raises(SystemExit, match=r"record 4 repeats id 'a' \(first used by record 1\)"):
         sample.main(['--questions', qpath, '--out', str(tmp_path / 'o.jsonl'),
                      '--model', tiny_model])
     assert not os.path.exists(tmp_path / 'o.jsonl') or not read_jsonl(tmp_path / 'o.jsonl')

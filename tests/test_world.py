@@ -15,7 +15,9 @@ from maskdpo_xtuner.split import split_sentences
 from maskdpo_xtuner.world import KINDS, World, WorldConfig, WorldOracle, parse
 from maskdpo_xtuner.world.pretrain import PretrainConfig, pretrain
 from maskdpo_xtuner.world.world import OPENER
-from maskdpo_xtuner.world.study import Stages, Study, preset, run_study, spec
+from maskdpo_xtuner.world.settings import preset, spec
+from maskdpo_xtuner.world.stages import Stages
+from maskdpo_xtuner.world.study import Study, run_study
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = dict(n_person=40, n_organisation=20, n_place=20, n_event=20, n_cities=20)

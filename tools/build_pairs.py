@@ -4,18 +4,16 @@
         --seed 0 --tie-break random
 
 Input: the JSONL of tools/annotate.py. Output: the official Mask-DPO format with exact character
-spans (see maskdpo_xtuner/pairs.py for the selection rules, tie-breaking and filters), plus
-``<out>.summary.json``: questions read, pairs kept, drops and excluded responses by reason,
-mean chosen and rejected score.
+spans and ``<out>.summary.json`` (maskdpo_xtuner/pipeline/pairs.py; selection rules,
+tie-breaking and filters: maskdpo_xtuner/pairs.py).
 """
 import argparse
-import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from maskdpo_xtuner.io import iter_jsonl, write_jsonl  # noqa: E402
-from maskdpo_xtuner.pairs import TIE_BREAKS, build_pairs  # noqa: E402
+from maskdpo_xtuner.pairs import TIE_BREAKS  # noqa: E402
+from maskdpo_xtuner.pipeline.pairs import format_summary, make_pairs  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -34,34 +32,16 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def format_summary(s: dict) -> str:
-    fmt = (lambda x: 'n/a' if x is None else f'{x:.4f}')
-    lines = [f'{s["questions"]} questions, {s["responses"]} responses -> {s["pairs"]} pairs',
-             f'  mean score: chosen {fmt(s["mean_chosen_score"])}, '
-             f'rejected {fmt(s["mean_rejected_score"])}',
-             '  questions dropped:']
-    lines += [f'    {r:<28}{n:>7}' for r, n in s['dropped'].items()]
-    lines.append('  responses excluded:')
-    lines += [f'    {r:<28}{n:>7}' for r, n in s['responses_excluded'].items()]
-    return '\n'.join(lines)
-
-
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    records = (rec for path in args.input for rec in iter_jsonl(path))
-    pairs, summary = build_pairs(records, seed=args.seed, tie_break=args.tie_break,
-                                 unparsed=args.unparsed,
-                                 keep_equal_scores=args.keep_equal_scores)
-    summary['input'], summary['out'] = args.input, args.out
-    write_jsonl(args.out, pairs)
-    with open(args.out + '.summary.json', 'w', encoding='utf-8') as f:
-        json.dump(summary, f, indent=2, ensure_ascii=False)
+    try:
+        summary = make_pairs(args.input, args.out, seed=args.seed, tie_break=args.tie_break,
+                             unparsed=args.unparsed, keep_equal_scores=args.keep_equal_scores)
+    except ValueError as e:  # bad input (unparsed with --unparsed error, bad span, ...)
+        raise SystemExit(f'error: {e}')
     print(format_summary(summary))
     return summary
 
 
 if __name__ == '__main__':
-    try:
-        main()
-    except ValueError as e:  # bad input (unparsed with --unparsed error, bad span, ...)
-        raise SystemExit(f'error: {e}')
+    main()

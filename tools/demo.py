@@ -33,9 +33,9 @@ def step(title, args):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if '--tiny' not in argv:  # a later --out in argv wins over this default
-        sys.path.insert(0, os.path.join(ROOT, 'tools'))
-        import world_study  # noqa: E402
-        return world_study.main(['--out', os.path.join(ROOT, 'work_dirs', 'world_study'), *argv])
+        step('the world study', [sys.executable, 'tools/world_study.py', '--out',
+                                 os.path.join(ROOT, 'work_dirs', 'world_study'), *argv])
+        return
     tiny()
 
 

@@ -6,7 +6,7 @@
 
 Backends import their heavy libraries lazily, so importing this package is cheap.
 """
-from .base import Backend, SamplingParams
+from .base import Backend, Completion, SamplingParams, finish_reason
 from .lmdeploy_backend import LMDeployBackend, build_generation_config
 from .openai_backend import OpenAIBackend
 from .transformers_backend import TransformersBackend
@@ -23,5 +23,5 @@ def build_backend(name: str, **kwargs) -> Backend:
     return BACKENDS[name](**kwargs)
 
 
-__all__ = ['Backend', 'SamplingParams', 'TransformersBackend', 'LMDeployBackend',
+__all__ = ['Backend', 'Completion', 'SamplingParams', 'finish_reason', 'TransformersBackend', 'LMDeployBackend',
            'OpenAIBackend', 'build_backend', 'build_generation_config', 'BACKENDS']

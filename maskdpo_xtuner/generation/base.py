@@ -28,9 +28,27 @@ class SamplingParams:
         return asdict(self)
 
 
+class Completion(str):
+    """One completion: its text (a ``str``, so judges and parsers use it as text) and
+    ``finish_reason``: ``'stop'`` (the model ended its turn), ``'length'`` (cut at
+    ``max_new_tokens``) or ``None`` (the backend did not say). An engine error is never a
+    completion: backends raise instead."""
+    finish_reason: Optional[str]
+
+    def __new__(cls, text: str, finish_reason: Optional[str] = None):
+        obj = super().__new__(cls, text)
+        obj.finish_reason = finish_reason
+        return obj
+
+
+def finish_reason(completion) -> Optional[str]:
+    """How a completion ended; ``None`` for a plain string (a backend that does not say)."""
+    return getattr(completion, 'finish_reason', None)
+
+
 class Backend(Protocol):
     """``generate(conversations, params, n)`` returns, for each conversation, ``n`` completions
-    of the assistant turn (the text only, without the end-of-turn token)."""
+    of the assistant turn (the text without the end-of-turn token, as :class:`Completion`)."""
 
     def generate(self, conversations: List[List[dict]], params: SamplingParams,
                  n: int = 1) -> List[List[str]]:

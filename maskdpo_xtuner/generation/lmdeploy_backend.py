@@ -10,7 +10,7 @@ The calling script needs an ``if __name__ == '__main__':`` guard (LMDeploy spawn
 import dataclasses
 from typing import List, Optional
 
-from .base import SamplingParams
+from .base import Completion, SamplingParams
 
 
 def build_generation_config(params: SamplingParams):
@@ -85,7 +85,14 @@ class LMDeployBackend:
         for s in range(0, len(flat), self.batch_size):
             outs = self.pipe.batch_infer(flat[s:s + self.batch_size],
                                          gen_config=configs[s:s + self.batch_size])
-            texts += [o.text for o in outs]
+            for k, o in enumerate(outs):
+                reason = getattr(o, 'finish_reason', None)
+                if reason not in (None, 'stop', 'length'):  # 'error': the text is a message
+                    i = (s + k) // n
+                    raise RuntimeError(f'LMDeploy engine error on conversation {i} (copy '
+                                       f'{(s + k) % n}), finish_reason {reason!r}: '
+                                       f'{o.text[:300]!r}')
+                texts.append(Completion(o.text, reason))
         return [texts[i * n:(i + 1) * n] for i in range(len(conversations))]
 
     def close(self):

@@ -13,7 +13,7 @@ from typing import List, Optional
 
 import requests
 
-from .base import SamplingParams
+from .base import Completion, SamplingParams
 
 
 class OpenAIBackend:
@@ -84,7 +84,8 @@ class OpenAIBackend:
                 continue
             if r.status_code != 200:  # a client error will not go away by retrying
                 raise RuntimeError(f'{url} answered HTTP {r.status_code}: {r.text[:500]}')
-            return r.json()['choices'][0]['message']['content']
+            choice = r.json()['choices'][0]
+            return Completion(choice['message']['content'], choice.get('finish_reason'))
         raise RuntimeError(f'{url} failed after {self.max_retries + 1} attempts; '
                            f'last error: {last_error}')
 

@@ -1,8 +1,8 @@
 """Generation with plain ``transformers`` (``model.generate``): works on CPU, used by tests and
 small jobs. Slow for real models; use the LMDeploy or OpenAI backends for the paper's runs."""
-from typing import List, Optional, Union
+from typing import List, Union
 
-from .base import SamplingParams
+from .base import Completion, SamplingParams
 
 
 class TransformersBackend:
@@ -66,6 +66,7 @@ class TransformersBackend:
         flat = [p for p in prompts for _ in range(n)]  # copy i*n+j is copy j of conversation i
         kw = self._generate_kwargs(params)
         texts: List[str] = []
+        eos = torch.tensor(self.eos_token_ids)
         for start in range(0, len(flat), self.batch_size):
             enc = self.tokenizer(flat[start:start + self.batch_size], return_tensors='pt',
                                  padding=True, add_special_tokens=False,
@@ -73,5 +74,7 @@ class TransformersBackend:
             with torch.no_grad():
                 out = self.model.generate(**enc, **kw)
             new = out[:, enc['input_ids'].shape[1]:]
-            texts += self.tokenizer.batch_decode(new, skip_special_tokens=True)
+            ended = torch.isin(new.cpu(), eos).any(-1).tolist()  # else cut at max_new_tokens
+            texts += [Completion(t, 'stop' if e else 'length') for t, e in
+                      zip(self.tokenizer.batch_decode(new, skip_special_tokens=True), ended)]
         return [texts[i * n:(i + 1) * n] for i in range(len(conversations))]

@@ -6,14 +6,14 @@ Pipeline for one ``(topic, response)`` pair:
    ("I don't know", "I'm not familiar with", "I couldn't find any information", ...) or that is
    empty is *non-responding*; nothing is sent to the judge.
 2. **Atomic facts.** The response is split with :func:`maskdpo_xtuner.split.split_sentences`;
-   the judge breaks each sentence into facts (prompt ``data/prompts/factscore_atomic_facts.json``,
+   the judge breaks each sentence into facts (prompt ``maskdpo_xtuner/prompts/factscore_atomic_facts.json``,
    one fact per line starting with ``- ``; :func:`parse_facts`). All sentences of all responses
    of a call to :meth:`FactScorer.score` go to ONE ``generate`` call.
 3. **Retrieval.** BM25 (``bm25s``, lowercase, English stop words, no stemming) over the passages
    of the topic's own article, query ``topic + " " + fact``, top ``k = 5``.
 4. **Verification.** The judge gets the passages (most relevant last, nearest the question, as in
    FActScore) and ``Input: <fact> True or False?\\nOutput:``
-   (``data/prompts/factscore_verify.json``); :func:`parse_verdict` gives ``supported`` /
+   (``maskdpo_xtuner/prompts/factscore_verify.json``); :func:`parse_verdict` gives ``supported`` /
    ``not_supported`` / ``unparsed``. ONE ``generate`` call for all facts.
 
 Scores (:func:`aggregate`). A response is *responding* unless it abstains or yields no fact.
@@ -60,8 +60,7 @@ from .generation.base import Backend, SamplingParams
 from .io import iter_jsonl
 from .split import split_sentences
 
-PROMPT_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                          'data', 'prompts')
+PROMPT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'prompts')  # package data
 EXTRACT_PROMPT = os.path.join(PROMPT_DIR, 'factscore_atomic_facts.json')
 VERIFY_PROMPT = os.path.join(PROMPT_DIR, 'factscore_verify.json')
 BIO_PROMPT = 'Tell me a bio of {entity}.'

@@ -1,4 +1,6 @@
-"""Sentence labels: the one mapping from annotator vocabularies to "hallucinated or not".
+"""Sentence labels and token classes: the contract between annotators, the dataset and the loss.
+
+Sentence labels: the one mapping from annotator vocabularies to "hallucinated or not".
 
 Two vocabularies are accepted, and nothing else:
 
@@ -16,6 +18,10 @@ ANAH-v2           ``unverifiable``      yes
 ``unparsed`` (the annotator's answer matched nothing) is deliberately *not* accepted for
 training: a sentence of unknown status must not silently count as correct or wrong. Re-annotate
 it, or drop the record with ``on_error='skip'``.
+
+Token classes: ``dataset/tokenize.py`` gives every token one (the table there says which
+characters make which class); ``model/loss.py:token_weights`` decides, per ``mask_mode``, which
+classes count on which side. ``IGNORE_INDEX`` marks labels that are never scored.
 """
 
 HALLUCINATED_LABELS = frozenset({'hallucination', 'contradictory', 'unverifiable'})
@@ -33,3 +39,10 @@ def is_hallucinated(label: str) -> bool:
     if label in CORRECT_LABELS:
         return False
     raise ValueError(f'unknown sentence label {label!r}; expected one of {sorted(KNOWN_LABELS)}')
+
+
+# ---------------------------------------------------------------- token classes
+PROMPT, CORRECT, HALLUCINATED, SEPARATOR, END, MIXED = -1, 0, 1, 2, 3, 4
+CLASS_NAMES = {PROMPT: 'prompt', CORRECT: 'correct', HALLUCINATED: 'hallucinated',
+               SEPARATOR: 'separator', END: 'end', MIXED: 'mixed'}
+IGNORE_INDEX = -100

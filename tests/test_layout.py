@@ -34,3 +34,20 @@ def test_library_files_stay_readable():
         n = text.count('\n')
         doc = ast.get_docstring(ast.parse(text)) or ''
         assert n <= 400 or 'Longer than' in doc, f'{os.path.relpath(path, ROOT)}: {n} lines'
+
+
+def test_a_built_wheel_carries_the_prompts(tmp_path):
+    """The judges' prompt files are package data, so a non-editable install works."""
+    import subprocess
+    import sys
+    import zipfile
+    proc = subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps',
+                           '--no-build-isolation', '-q', '-w', str(tmp_path), ROOT],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    wheel, = [f for f in os.listdir(tmp_path) if f.endswith('.whl')]
+    names = zipfile.ZipFile(tmp_path / wheel).namelist()
+    from maskdpo_xtuner.annotate.anah import BUNDLED
+    from maskdpo_xtuner.factscore import EXTRACT_PROMPT, VERIFY_PROMPT
+    for f in [*BUNDLED.values(), os.path.basename(EXTRACT_PROMPT), os.path.basename(VERIFY_PROMPT)]:
+        assert f'maskdpo_xtuner/prompts/{f}' in names, f

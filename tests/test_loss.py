@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from maskdpo_xtuner.dataset.tokenize import CORRECT, END, HALLUCINATED, MIXED, PROMPT, SEPARATOR
+from maskdpo_xtuner.labels import CORRECT, END, HALLUCINATED, MIXED, PROMPT, SEPARATOR
 from maskdpo_xtuner.model.loss import (LOSS_TYPES, MASK_MODES, mask_dpo_loss, token_logps,
                                        token_weights)
 

@@ -4,9 +4,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from maskdpo_xtuner.dataset.records import Pair, validate_record
-from maskdpo_xtuner.dataset.tokenize import (CORRECT, END, HALLUCINATED, MIXED, PROMPT,
-                                             SEPARATOR, classify_tokens, render, tokenize_pair,
-                                             tokenize_side)
+from maskdpo_xtuner.dataset.tokenize import classify_tokens, render, tokenize_pair, tokenize_side
+from maskdpo_xtuner.labels import CORRECT, END, HALLUCINATED, MIXED, PROMPT, SEPARATOR
 from maskdpo_xtuner.model.loss import token_weights
 
 PROMPT_MSGS = [{'role': 'user', 'content': 'Tell me about Ada.'}]

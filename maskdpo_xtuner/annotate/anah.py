@@ -15,7 +15,7 @@ An answer that matches none of a step's expected outputs (or more than one) ends
 Batching: a step is one ``backend.generate`` call (one per ``batch_size`` chunk) over all the
 sentences still pending at that step, instead of the official eval's one request at a time.
 
-The prompts are data (``data/prompts/*.json``, schema in ``data/prompts/README.md``); the
+The prompts are data (``maskdpo_xtuner/prompts/*.json``, schema in ``maskdpo_xtuner/prompts/README.md``); the
 bundled ones are this project's own wording, *not* the ANAH-v2 model's training prompts.
 """
 import json
@@ -26,8 +26,8 @@ from typing import Dict, List, Optional, Union
 from ..generation.base import SamplingParams
 from .base import SentenceLabel, SentenceTask
 
-PROMPT_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))), 'data', 'prompts')
+PROMPT_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          'prompts')  # package data: installed with the package
 BUNDLED = {'en': 'anah_v2_style_en.json', 'zh': 'anah_v2_style_zh.json'}
 
 STEPS = ('fact_check', 'reference', 'judge')

@@ -35,12 +35,9 @@ Truncation to ``max_length`` cuts the ids, labels and classes together, so masks
 """
 from typing import List, Optional, Sequence
 
+from ..labels import (CLASS_NAMES, CORRECT, END, HALLUCINATED, IGNORE_INDEX,  # noqa: F401
+                      MIXED, PROMPT, SEPARATOR)
 from .records import Span
-
-PROMPT, CORRECT, HALLUCINATED, SEPARATOR, END, MIXED = -1, 0, 1, 2, 3, 4
-CLASS_NAMES = {PROMPT: 'prompt', CORRECT: 'correct', HALLUCINATED: 'hallucinated',
-               SEPARATOR: 'separator', END: 'end', MIXED: 'mixed'}
-IGNORE_INDEX = -100
 
 
 class TemplateError(ValueError):

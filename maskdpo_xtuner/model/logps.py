@@ -11,7 +11,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from ..dataset.tokenize import IGNORE_INDEX
+from ..labels import IGNORE_INDEX
 
 
 def token_logps(logits: torch.Tensor, labels: torch.Tensor,

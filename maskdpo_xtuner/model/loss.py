@@ -23,7 +23,7 @@ Tokens outside every sentence (separators) and the end-of-turn suffix follow
 import torch
 import torch.nn.functional as F
 
-from ..dataset.tokenize import CORRECT, END, HALLUCINATED, MIXED, SEPARATOR
+from ..labels import CORRECT, END, HALLUCINATED, MIXED, SEPARATOR
 from .logps import token_logps  # noqa: F401  (per-token log-probs, lean)
 
 MASK_MODES = ('both', 'chosen', 'rejected', 'none')

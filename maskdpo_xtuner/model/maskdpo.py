@@ -9,7 +9,7 @@ from xtuner.model.dpo import DPO, create_reference_model, disable_grad
 from xtuner.model.sft import SupervisedFinetune
 from xtuner.parallel.sequence import get_sequence_parallel_world_size
 
-from ..dataset.tokenize import PROMPT
+from ..labels import PROMPT
 from ..ref_logps import check_reference
 from .logps import token_logps
 from .loss import LOSS_TYPES, MASK_MODES, mask_dpo_loss

@@ -72,13 +72,3 @@ def fp32_sum_tolerance(token_values, pairs=None, beta=0.1, ulps=8):
     eps = torch.finfo(torch.float32).eps
     pairs = pairs or token_values.shape[0] // 2
     return 2 * beta * ulps * eps * float(token_values.double().abs().sum()) / pairs
-
-
-def model_path_options(path, with_ref=False):
-    """--cfg-options that point a config's tokenizer, policy (and reference) at ``path``."""
-    keys = ['tokenizer.pretrained_model_name_or_path',
-            'model.llm.pretrained_model_name_or_path',
-            'train_dataloader.dataset.tokenizer.pretrained_model_name_or_path']
-    if with_ref:
-        keys.append('model.ref_llm.pretrained_model_name_or_path')
-    return {k: path for k in keys}

@@ -7,8 +7,9 @@ from mmengine.config import Config
 from mmengine.optim import CosineAnnealingLR, LinearLR
 from torch.optim import AdamW
 
-from conftest import ROOT, SAMPLE, model_path_options
+from conftest import ROOT, SAMPLE
 from maskdpo_xtuner.model import MaskDPO
+from maskdpo_xtuner.train import model_path_options
 
 CFG = os.path.join(ROOT, 'configs', 'maskdpo')
 FULL = os.path.join(CFG, 'llama3_1_8b_instruct_maskdpo_full.py')
@@ -61,7 +62,7 @@ def test_every_config_has_a_launch_command_in_its_header():
 def test_tiny_model_substituted_builds_the_runner(path, tiny_model_dir, tmp_path):
     from mmengine.runner import Runner
     cfg = Config.fromfile(path)
-    options = model_path_options(tiny_model_dir, with_ref=cfg.model.ref_llm is not None)
+    options = model_path_options(cfg, tiny_model_dir)
     options['train_dataloader.dataset.data_files'] = [SAMPLE]
     options['model.use_activation_checkpointing'] = False
     cfg.merge_from_dict(options)  # what --cfg-options does

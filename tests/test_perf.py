@@ -14,13 +14,14 @@ from mmengine.config import ConfigDict
 from torch.utils._python_dispatch import TorchDispatchMode
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from conftest import ROOT, SAMPLE, fp32_sum_tolerance, model_path_options
+from conftest import ROOT, SAMPLE, fp32_sum_tolerance
 from maskdpo_xtuner.dataset import PackedPairs, build_maskdpo_dataset, maskdpo_collate_fn
 from maskdpo_xtuner.model import MaskDPO
 from maskdpo_xtuner.model import maskdpo as maskdpo_module
 from maskdpo_xtuner.model.loss import token_logps
 from maskdpo_xtuner.ref_logps import StaleRefLogps
 from maskdpo_xtuner.tiny import build_tiny_llama
+from maskdpo_xtuner.train import model_path_options
 
 TINY = os.path.join(ROOT, 'configs', 'maskdpo', 'tiny_cpu_maskdpo.py')
 sys.path.insert(0, os.path.join(ROOT, 'tools'))
@@ -32,7 +33,7 @@ def hf(path, dtype=torch.float32):
 
 
 def cache_options(model_dir, cache):
-    opts = model_path_options(model_dir)
+    opts = model_path_options(TINY, model_dir)
     opts.update({'model.ref_logps_cache': cache,
                  'train_dataloader.dataset.ref_logps_cache': cache})
     return opts

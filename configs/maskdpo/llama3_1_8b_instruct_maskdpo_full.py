@@ -12,8 +12,10 @@
 #       --cfg-options optim_wrapper.accumulative_counts=2
 #
 # Data: JSONL in the official Mask-DPO format (data/README.md), e.g. from tools/build_pairs.py.
-# To use another model or data file, edit the two paths below (not via --cfg-options: the path
-# is copied into the tokenizer, the policy and the reference model).
+# Another model: `python tools/train.py THIS_CONFIG --model PATH ...` points every key that holds
+# the path (tokenizer, policy, reference, dataset tokenizer: maskdpo_xtuner/train.py finds them)
+# at PATH; tools/train.py also returns the trainer's real exit code (`xtuner train` exits 0 on
+# failure) and resumes from `--resume PATH` without extra environment variables.
 from mmengine.config import read_base
 from mmengine.dataset import DefaultSampler
 from transformers import AutoModelForCausalLM, AutoTokenizer

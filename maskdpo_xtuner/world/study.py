@@ -55,6 +55,7 @@ from typing import List
 from ..io import hash_file, read_jsonl, write_jsonl
 from ..pipeline import AnnotatorSpec, BackendSpec, EvalSettings, SamplingParams
 from ..pipeline import annotate, evaluate_anah, load_questions, make_pairs, sample
+from ..train import model_path_options, train_command, train_env
 from .pretrain import pretrain
 from .results import aggregate_results, select_lr, summarize_runs, write_results
 from .settings import StudySettings, arms, preset, spec_name
@@ -178,31 +179,28 @@ class Study:
             raise RuntimeError(f'{spec_name(sp)}: no training pairs (seed {seed})')
         data = os.path.join(d, 'pairs.jsonl')
         write_jsonl(data, pairs)
-        config = CONFIGS['dpo' if sp['mask'] == 'none' else 'maskdpo']
-        paths = [f'{k}={self.base_dir}' for k in (
-            'tokenizer.pretrained_model_name_or_path', 'model.llm.pretrained_model_name_or_path',
-            'train_dataloader.dataset.tokenizer.pretrained_model_name_or_path')]
-        opts = paths + [f'train_dataloader.dataset.data_files={data}',
-                        f'randomness.seed={seed}', f'model.mask_mode={sp["mask"]}',
-                        f'model.end_tokens={sp["end"]}']
+        config = os.path.join(ROOT, CONFIGS['dpo' if sp['mask'] == 'none' else 'maskdpo'])
+        paths = model_path_options(config, self.base_dir)
+        opts = {'train_dataloader.dataset.data_files': data, 'randomness.seed': seed,
+                'model.mask_mode': sp['mask'], 'model.end_tokens': sp['end']}
         if sp['lr'] is not None:
-            opts.append(f'optim_wrapper.optimizer.lr={sp["lr"]}')
+            opts['optim_wrapper.optimizer.lr'] = sp['lr']
         if self.s.train_batch_size:
-            opts.append(f'train_dataloader.batch_size={self.s.train_batch_size}')
+            opts['train_dataloader.batch_size'] = self.s.train_batch_size
         if -(-len(pairs) // (self.s.train_batch_size or 16)) < 4:  # warm-up: 0.3 epoch >= 1 step
             raise RuntimeError(f'{spec_name(sp)}: only {len(pairs)} training pairs (seed '
                                f'{seed}): too few for the schedule; sample more (--k) or train '
                                'the base model longer (--pretrain-steps)')
         tag = f'seed{seed}/{spec_name(sp)}'
         work = os.path.join(d, 'xtuner')
-        self._run([sys.executable, '-m', 'xtuner.tools.train', config, '--work-dir', work,
-                   '--cfg-options', *opts], os.path.join(d, 'train.log'), tag,
-                  # `xtuner train` exits 0 even when training failed: check its checkpoint
+        self._run(train_command(config, work, self.base_dir, opts),
+                  os.path.join(d, 'train.log'), tag,
                   expect=os.path.join(work, 'last_checkpoint'))
         with open(os.path.join(work, 'last_checkpoint')) as f:
             ckpt = f.read().strip()
         self._run([sys.executable, '-m', 'xtuner.tools.model_converters.pth_to_hf', config, ckpt,
-                   os.path.join(d, 'hf'), '--fp32', '--cfg-options', *paths],
+                   os.path.join(d, 'hf'), '--fp32', '--cfg-options',
+                   *(f'{k}={v}' for k, v in paths.items())],
                   os.path.join(d, 'convert.log'), tag, expect=os.path.join(d, 'hf', 'config.json'))
         for pth in os.listdir(work):  # the converted model is kept; checkpoints are not needed
             if pth.endswith('.pth'):
@@ -218,7 +216,7 @@ class Study:
     def _run(self, cmd, log_path, tag, expect):
         """A subprocess whose output goes to ``log_path`` (its progress lines are echoed) and
         which must exit 0 and leave the file ``expect``."""
-        env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''),
+        env = dict(train_env(), PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''),
                    OMP_NUM_THREADS=str(self.s.threads), TOKENIZERS_PARALLELISM='false')
         with open(log_path, 'w') as log:
             log.write('$ ' + ' '.join(cmd) + '\n')

@@ -1,0 +1,91 @@
+"""Training entry point over XTuner's trainer, and the one place that knows where a config keeps
+its model path.
+
+A config names its model in several nested keys (the tokenizer XTuner saves with converted
+checkpoints, the policy, the explicit reference of the ZeRO-3 configs, the dataset's tokenizer,
+nested one level deeper when packing). :func:`model_path_keys` finds them all, so substituting
+a model is one option everywhere: ``tools/train.py CONFIG --model PATH``, the world study and
+the tests all go through :func:`model_path_options`.
+
+:func:`train_command` builds the command that really trains: ``python -m xtuner.tools.train``
+(``torchrun`` for several processes), which returns the trainer's exit code, unlike the
+``xtuner train`` wrapper, which exits 0 when training fails. It also sets
+``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``: XTuner reads ``--resume PATH`` checkpoints (mmengine
+pickles) before any code of ours runs, and torch >= 2.6 refuses them otherwise.
+"""
+import os
+import sys
+from typing import Dict, List, Optional
+
+PATH_FIELD = 'pretrained_model_name_or_path'
+
+
+def _walk(node, prefix=''):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _walk(v, f'{prefix}{k}.')
+        if PATH_FIELD in node:
+            yield prefix + PATH_FIELD, node[PATH_FIELD]
+
+
+def model_path_keys(cfg) -> List[str]:
+    """Dotted keys of every nested ``pretrained_model_name_or_path`` that holds the config's model
+    (the value of its top-level ``pretrained_model_name_or_path``), e.g.
+    ``['tokenizer.pretrained_model_name_or_path', 'model.llm.pretrained_model_name_or_path',
+    ...]``. A config without that top-level variable is refused: it would be a guess."""
+    cfg = _load(cfg)
+    if PATH_FIELD not in cfg:
+        raise ValueError(f'the config has no top-level {PATH_FIELD!r}: cannot tell which nested '
+                         'keys hold its model')
+    model = cfg[PATH_FIELD]
+    keys = [k for k, v in _walk({k: cfg[k] for k in cfg if k != PATH_FIELD}) if v == model]
+    if not keys:
+        raise ValueError(f'no nested key of the config holds its model {model!r}')
+    return keys
+
+
+def model_path_options(cfg, path: str) -> Dict[str, str]:
+    """``--cfg-options`` that point every model-path key of ``cfg`` (a Config or a file) at
+    ``path``, and the top-level variable with them."""
+    return {**{k: path for k in model_path_keys(cfg)}, PATH_FIELD: path}
+
+
+def _load(cfg):
+    if isinstance(cfg, str):
+        from mmengine.config import Config
+        return Config.fromfile(cfg)
+    return cfg
+
+
+def train_command(config: str, work_dir: Optional[str] = None, model: Optional[str] = None,
+                  cfg_options: Optional[Dict[str, str]] = None, resume: Optional[str] = None,
+                  deepspeed: Optional[str] = None, nproc: int = 1,
+                  python: str = sys.executable) -> List[str]:
+    """The command line that trains ``config`` (see the module docstring)."""
+    options = dict(model_path_options(config, model) if model else {})
+    options.update(cfg_options or {})
+    launch = ([python, '-m', 'torch.distributed.run', '--nproc_per_node', str(nproc), '-m']
+              if nproc > 1 else [python, '-m'])
+    cmd = launch + ['xtuner.tools.train', config]
+    if nproc > 1:
+        cmd += ['--launcher', 'pytorch']
+    if work_dir:
+        cmd += ['--work-dir', work_dir]
+    if resume:
+        cmd += ['--resume', resume]
+    if deepspeed:
+        cmd += ['--deepspeed', deepspeed]
+    if options:
+        cmd += ['--cfg-options', *(f'{k}={_option(v)}' for k, v in options.items())]
+    return cmd
+
+
+def _option(v) -> str:
+    if isinstance(v, (list, tuple)):
+        return '[' + ','.join(f"'{x}'" if isinstance(x, str) else str(x) for x in v) + ']'
+    return str(v)
+
+
+def train_env(env: Optional[dict] = None) -> dict:
+    """The environment training runs with (mmengine checkpoints load under torch >= 2.6)."""
+    return dict(os.environ if env is None else env, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD='1')

@@ -1,0 +1,45 @@
+"""Train a config with XTuner, returning the trainer's real exit code.
+
+    python tools/train.py configs/maskdpo/tiny_cpu_maskdpo.py --work-dir work_dirs/tiny
+    python tools/train.py configs/maskdpo/llama3_1_8b_instruct_maskdpo_full.py --nproc 8 \\
+        --deepspeed deepspeed_zero3 --model /models/my-8b-chat     # substitute the model
+    python tools/train.py CONFIG --work-dir W --resume W/iter_200.pth   # no extra env needed
+
+``--model`` points every key of the config that holds its model path (tokenizer, policy,
+reference, dataset tokenizer) at the new one; other ``--cfg-options`` pass through.
+``xtuner train CONFIG`` works too, but exits 0 when training fails and needs
+``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` for ``--resume PATH`` (maskdpo_xtuner/train.py).
+"""
+import argparse
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from maskdpo_xtuner.train import train_command, train_env  # noqa: E402
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('config')
+    p.add_argument('--work-dir')
+    p.add_argument('--model', help='substitute this model (folder or hub name) everywhere')
+    p.add_argument('--resume', help='a checkpoint to resume from (or set resume=True)')
+    p.add_argument('--deepspeed', help='e.g. deepspeed_zero3 (XTuner\'s presets) or a JSON')
+    p.add_argument('--nproc', type=int, default=int(os.environ.get('NPROC_PER_NODE', 1)),
+                   help='processes (GPUs) on this node (default: $NPROC_PER_NODE or 1)')
+    p.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE')
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    options = dict(kv.split('=', 1) for kv in args.cfg_options)
+    cmd = train_command(args.config, args.work_dir, args.model, options, args.resume,
+                        args.deepspeed, args.nproc)
+    print('$ ' + ' '.join(cmd), flush=True)
+    return subprocess.call(cmd, env=train_env())
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -8,16 +8,15 @@ from html.parser import HTMLParser
 
 import pytest
 import torch
+from conftest import ROOT, SAMPLE, model_path_options
 
 from maskdpo_xtuner.dataset import SEPARATOR, read_pairs, tokenize_pair, validate_record
 from maskdpo_xtuner.dataset.tokenize import render
 from maskdpo_xtuner.io import write_jsonl
 from maskdpo_xtuner.model.loss import MASK_MODES, token_weights
 from maskdpo_xtuner.tools import load_tool
-from maskdpo_xtuner.view import build_pairs_view, render_page, page_data, write_page
+from maskdpo_xtuner.view import build_pairs_view, page_data, render_page, write_page
 from maskdpo_xtuner.view.browser import dump_dom, file_url, find_chromium
-
-from conftest import SAMPLE
 
 CHROMIUM = find_chromium()
 needs_browser = pytest.mark.skipif(
@@ -294,8 +293,10 @@ def test_show_cli_writes_pairs_and_evaluations(tmp_path, files, eval_dirs, bpe_t
     show = load_tool('show')
     show.main(['--pairs', path, '--tokenizer', tok, '--max-length', '64', '--mask-mode',
                'chosen', '--evals', *(f'{k}={v}' for k, v in eval_dirs.items()), '--out', out])
+    with open(out, encoding='utf-8') as f:
+        page = f.read()
     data = json.loads(re.search(r'<script id="data" type="application/json">(.*?)</script>',
-                                open(out, encoding='utf-8').read(), re.S).group(1))
+                                page, re.DOTALL).group(1))
     assert data['mode'] == 'chosen' and data['pairs']['summary']['max_length'] == 64
     ev = data['evals']
     assert [m['name'] for m in ev['models']] == ['base', 'maskdpo']
@@ -308,6 +309,24 @@ def test_show_cli_writes_pairs_and_evaluations(tmp_path, files, eval_dirs, bpe_t
         show.main(['--pairs', path, '--out', out])
     with pytest.raises(SystemExit, match='NAME=DIR'):
         show.main(['--evals', 'nodir', '--out', out])
+
+
+def test_show_reads_a_training_config(tmp_path, tiny_model_dir):
+    """--config: the config's data, tokenizer, max_length and masking settings."""
+    out = str(tmp_path / 'c.html')
+    opts = [f'{k}={v}' for k, v in model_path_options(tiny_model_dir).items()]
+    cfg = os.path.join(ROOT, 'configs', 'world', 'world_dpo_cpu.py')  # mask_mode = 'none'
+    data_files = os.path.join(ROOT, 'data', 'sample_pairs.jsonl')
+    load_tool('show').main(['--config', cfg, '--cfg-options', *opts,
+                            f'train_dataloader.dataset.data_files={data_files}',
+                            'train_dataloader.dataset.max_length=200', '--out', out])
+    with open(out, encoding='utf-8') as f:
+        page = f.read()
+    data = json.loads(re.search(r'<script id="data" type="application/json">(.*?)</script>',
+                                page, re.DOTALL).group(1))
+    assert data['mode'] == 'none' and data['pairs']['summary']['max_length'] == 200
+    assert data['pairs']['summary']['files'] == [data_files]
+    assert data['pairs']['summary']['valid'] == 32
 
 
 @needs_browser
@@ -335,7 +354,8 @@ def test_browser_shows_judged_answers_per_model(tmp_path, eval_dirs):
 @needs_browser
 @pytest.mark.slow
 def test_five_thousand_pairs_stay_usable(tmp_path, bpe_tokenizer):
-    recs = [json.loads(line) for line in open(SAMPLE, encoding='utf-8')]
+    with open(SAMPLE, encoding='utf-8') as f:
+        recs = [json.loads(line) for line in f]
     big = []
     for k in range(5000):
         rec = dict(recs[k % len(recs)])

@@ -39,6 +39,12 @@ def parse_args(argv=None):
     p.add_argument('--evals', nargs='+', metavar='NAME=DIR', default=[],
                    help='tools/eval_anah.py output folders, one per model')
     p.add_argument('--title', default='Mask-DPO view')
+    p.add_argument('--screenshot', metavar='PNG',
+                   help='also save a PNG of the page drawn by headless chromium')
+    p.add_argument('--screenshot-at', default='', metavar='STATE',
+                   help="the page state to shoot, as in the page's URL after '#', "
+                   "e.g. 'mode=none&size=10&page=3' or 'tab=evals'")
+    p.add_argument('--screenshot-size', default='1400x1000', metavar='WxH')
     return p.parse_args(argv)
 
 
@@ -103,6 +109,12 @@ def main(argv=None) -> str:
               f"{evals['summary']['questions']} questions from {len(evals_dirs)} models")
     write_page(args.out, pairs, evals, mode, args.title)
     print(f'wrote {args.out} ({os.path.getsize(args.out) / 1e6:.2f} MB)')
+    if args.screenshot:
+        from maskdpo_xtuner.view.browser import file_url, screenshot
+        width, _, height = args.screenshot_size.partition('x')
+        screenshot(file_url(args.out, args.screenshot_at), args.screenshot, int(width),
+                   int(height))
+        print(f'wrote {args.screenshot}')
     return args.out
 
 

@@ -169,7 +169,7 @@
   function pager(n) {
     const pages = Math.max(1, Math.ceil(n / S.size));
     S.page = Math.min(Math.max(1, S.page), pages);
-    const sizes = [10, 20, 50, 100].map(s => option(String(s), s + ' per page', String(S.size))).join('');
+    const sizes = [...new Set([10, 20, 50, 100, S.size])].sort((a, b) => a - b).map(s => option(String(s), s + ' per page', String(S.size))).join('');
     return `<span class="pager"><button data-go="-1"${S.page <= 1 ? ' disabled' : ''}>&lt;</button>` +
       `page <input id="f-page" type="number" min="1" max="${pages}" value="${S.page}" style="width:4.5em">` +
       ` of <span id="n-pages">${pages}</span><button data-go="1"${S.page >= pages ? ' disabled' : ''}>&gt;</button>` +

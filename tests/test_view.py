@@ -37,6 +37,9 @@ BANG = record('Yes! Ada won.', 'No! Ada lost.', ['Yes!', 'Ada won.'], ['ok', 'co
 CHINESE = record('艾达是英国数学家。她出生于巴黎。', '艾达是法国数学家。她出生于伦敦。',
                  ['艾达是英国数学家。', '她出生于巴黎。'], ['ok', 'contradictory'],
                  ['艾达是法国数学家。', '她出生于伦敦。'], ['contradictory', 'ok'], '艾达是谁？')
+# a sentence boundary inside the token ' won': a mixed token, masked on both sides
+MIXED = record('Ada won.', 'Ada lost.', ['Ada wo', 'n.'], ['ok', 'unverifiable'],
+               ['Ada lost.'], ['unverifiable'])
 # no hallucinated sentence in the rejected: the paper's filter drops this pair
 ALL_OK = record('Ada won.', 'Ada won twice.', ['Ada won.'], ['ok'], ['Ada won twice.'], ['ok'])
 
@@ -74,7 +77,7 @@ def expected_classes(texts, response, sentences):
 def files(tmp_path_factory):
     d = tmp_path_factory.mktemp('view')
     path = str(d / 'pairs.jsonl')
-    write_jsonl(path, [BANG, CHINESE, ALL_OK])
+    write_jsonl(path, [BANG, CHINESE, ALL_OK, MIXED])
     with open(path, 'a', encoding='utf-8') as f:
         f.write('{"prompt": "broken"}\n')  # invalid: counted, not shown
     return d, path
@@ -110,10 +113,11 @@ def test_dropped_invalid_and_truncated_pairs(bpe_tokenizer, files):
     _, path = files
     view = build_pairs_view(path, bpe_tokenizer, max_length=256)
     s = view['summary']
-    assert (s['read'], s['valid'], s['trained']) == (4, 3, 2)
+    assert (s['read'], s['valid'], s['trained']) == (5, 4, 3)
     assert s['invalid'] == {'missing_field': 1}
     assert s['dropped'] == {'no_hallucinated_in_rejected': 1}
-    assert [p['dropped'] for p in view['pairs']] == [None, None, 'no_hallucinated_in_rejected']
+    assert [p['dropped'] for p in view['pairs']] == [None, None, 'no_hallucinated_in_rejected',
+                                                     None]
     assert view['pairs'][0]['chosen']['sents'] == [['Yes!', 'ok', False],
                                                    ['Ada won.', 'contradictory', True]]
     # truncation: the cut text is shown apart and its tokens are gone with their classes
@@ -205,7 +209,7 @@ def shown(tokens):
 def test_browser_shows_classes_and_counted_marks(page, mode):
     dom = load(page, f'mode={mode}' if mode != 'both' else '')
     assert dom.body['data-mode'] == mode
-    for idx, rec in (('0', BANG), ('1', CHINESE)):
+    for idx, rec in (('0', BANG), ('1', CHINESE), ('3', MIXED)):
         for side in ('chosen', 'rejected'):
             toks = dom.tokens[idx, side]
             response = rec[side][0]['content']
@@ -225,6 +229,8 @@ def test_browser_shows_classes_and_counted_marks(page, mode):
     assert (bang_c[0]['data-cls'], bang_r[0]['data-cls']) == ('correct', 'hallucinated')
     # correct in the chosen and hallucinated in the rejected: counted under every mode
     assert bang_c[0]['data-counted'] == bang_r[0]['data-counted'] == '1'
+    mixed = [t for t in dom.tokens['3', 'chosen'] if t['data-cls'] == 'mixed']
+    assert [t['text'] for t in mixed] == [' won']
     # the Chinese record has tokens of both labels and byte-level continuation tokens
     zh = dom.tokens['1', 'chosen']
     assert {'correct', 'hallucinated', 'end'} <= {t['data-cls'] for t in zh}

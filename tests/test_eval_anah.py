@@ -204,3 +204,13 @@ def test_report_table_and_plot(tmp_path):
     assert os.path.getsize(png) > 10_000
     with pytest.raises(SystemExit, match='NAME=PATH'):
         load_script('report').main(['--runs', str(tmp_path / 'base')])
+
+
+def test_report_links_the_answers_view(tmp_path):
+    run_eval(tmp_path, tmp_path / 'base')
+    md, view = tmp_path / 'r' / 'report.md', tmp_path / 'r' / 'html' / 'answers.html'
+    text = load_script('report').main(['--runs', 'base=' + str(tmp_path / 'base'),
+                                       '--out', str(md), '--view', str(view)])
+    assert '[html/answers.html](html/answers.html)' in text
+    page = view.read_text(encoding='utf-8')
+    assert 'C WRONG.' in page and '"contradictory"' in page and '"base"' in page

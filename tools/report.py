@@ -1,13 +1,15 @@
 """Compare ANAH evaluations side by side: a markdown table and a bar chart.
 
     python tools/report.py --runs base=work_dirs/eval/base dpo=work_dirs/eval/dpo \\
-        maskdpo=work_dirs/eval/maskdpo --out report.md --plot report.png
+        maskdpo=work_dirs/eval/maskdpo --out report.md --plot report.png --view answers.html
 
 Each ``NAME=PATH`` is an output directory of tools/eval_anah.py or its ``metrics.json``.
 The score is shown in percent with its bootstrap interval for a single run, or as mean ± std
 over runs (seeds); the other columns are means over runs. In the plot, the left panel is the
 score (error bars: the interval, or ± std), the right one correct and incorrect sentences per
 response (error bars: ± std over runs, none for one run): shorter answers raise the score too.
+``--view`` also writes the judged answers of the same runs, sentence by sentence and model by
+model, as one HTML page (tools/show.py, docs/view.md), and links it from the report.
 """
 import argparse
 import json
@@ -89,15 +91,31 @@ def plot(docs: dict, path: str, title: str = 'ANAH evaluation'):
     plt.close(fig)
 
 
+def write_view(specs, path: str, report_path, title: str) -> str:
+    """Write the answers page of the runs; return the report's markdown line linking it."""
+    from maskdpo_xtuner.view import build_evals_view, write_page
+    dirs = {}
+    for spec in specs:
+        name, _, run = spec.partition('=')
+        dirs[name] = run if os.path.isdir(run) else os.path.dirname(run)
+    write_page(path, evals=build_evals_view(dirs), title=f'{title}: answers')
+    base = os.path.dirname(os.path.abspath(report_path)) if report_path else os.getcwd()
+    link = os.path.relpath(os.path.abspath(path), base)
+    return f'Every answer, sentence by sentence with its label, per model: [{link}]({link})'
+
+
 def main(argv=None) -> str:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--runs', nargs='+', required=True, help='NAME=DIR_OR_METRICS_JSON ...')
     p.add_argument('--out', help='markdown file to write (printed in any case)')
     p.add_argument('--plot', help='PNG bar chart to write')
+    p.add_argument('--view', help='HTML page of the judged answers to write and link')
     p.add_argument('--title', default='ANAH evaluation')
     args = p.parse_args(argv)
     docs = parse_runs(args.runs)
     text = f'# {args.title}\n\n' + table(docs)
+    if args.view:
+        text += '\n' + write_view(args.runs, args.view, args.out, args.title) + '\n'
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, 'w', encoding='utf-8') as f:

@@ -14,6 +14,8 @@ PY=$(bash tools/setup_env.sh | tail -n 1)
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 case "$cmd" in
   demo) exec "$PY" tools/demo.py "$@" ;;
-  test) exec "$PY" -m pytest -q "$@" ;;
+  test)
+    bash tools/setup_browser.sh >/dev/null  # Debian's chromium, for the HTML view's browser tests
+    exec "$PY" -m pytest -q "$@" ;;
   *) echo "usage: bash tools/run.sh demo|test [args...]" >&2; exit 2 ;;
 esac

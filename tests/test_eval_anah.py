@@ -336,3 +336,10 @@ def test_load_tool_loads_each_script_once_and_names_a_missing_one():
     assert load_tool('report') is load_tool('report')
     with pytest.raises(FileNotFoundError, match="no tool 'nope'"):
         load_tool('nope')
+
+
+def test_example_report_of_the_docs_runs(tmp_path):
+    # docs/evaluation.md's example: scripted policies, world oracle, eval_anah and report
+    text = load_tool('eval_report_example').main(['--out-dir', str(tmp_path), '--n-topics', '8'])
+    assert '| concise | +' in text and '## FActScore' in text
+    assert (tmp_path / 'report.md').read_text() == text

@@ -36,9 +36,9 @@ Rules (the same for every language, so mixed EN/ZH text splits correctly):
 * A segment with no letter, digit or non-marker symbol (``-``, ``1.``, ``---``, ``|--|``)
   is dropped.
 
-Known limits: a sentence ending in a single capital (``grade A. Then``) or a protected
-abbreviation (``in the U.S. The``) is not split; numbers inside a line (``Steps: 1. Mix``)
-are not treated as list markers.
+Known limits: a sentence ending in a single capital (``grade A. Then``, ``and I. Then``) or a
+protected abbreviation (``in the U.S. The``) is not split; numbers inside a line
+(``Steps: 1. Mix``) are not treated as list markers.
 """
 import re
 import unicodedata

@@ -1,7 +1,7 @@
 """Compare evaluated models: markdown tables with paired intervals, and a bar chart.
 
     python tools/report.py --runs base=work_dirs/eval/base maskdpo=work_dirs/eval/maskdpo \\
-        --factscore base=work_dirs/fs/base maskdpo=work_dirs/fs/maskdpo_s0,work_dirs/fs/maskdpo_s1 \\
+        --factscore base=work_dirs/fs/base maskdpo=work_dirs/fs/mdpo_s0,work_dirs/fs/mdpo_s1 \\
         --baseline base --out report.md --plot report.png
 
 ``--runs NAME=PATH``: an output directory of tools/eval_anah.py or its ``metrics.json`` (all of

@@ -303,14 +303,19 @@ SUMMARY_HEADER = ("ANAH score % [95% CI] (paper's: 1 − inc./all, unparsed = co
                   '# Inc.', 'Runs')
 
 
-def summary_cells(runs: List[dict], agg: Optional[dict] = None, n_boot: int = 1000,
-                  seed: int = 0, confidence: float = 0.95) -> List[str]:
+def summary_cells(runs: List[dict], agg: Optional[dict] = None, n_boot: Optional[int] = None,
+                  seed: Optional[int] = None, confidence: Optional[float] = None) -> List[str]:
     """One table row (SUMMARY_HEADER) summarising one or several runs (seeds) of a model: the
     paper's score pooled over all runs' sentences with a bootstrap interval over questions
     (question counts summed over runs), the parsed-only score pooled the same way, the spread
     of the per-run paper scores, means over runs of the per-response counts, and the label
-    shares of all runs' sentences together."""
+    shares of all runs' sentences together. The bootstrap settings default to the first
+    run's."""
     agg = agg or aggregate(runs)
+    st = runs[0].get('settings', {})  # the bootstrap settings of the runs unless given
+    n_boot = st.get('n_boot', 1000) if n_boot is None else n_boot
+    seed = st.get('seed', 0) if seed is None else seed
+    confidence = st.get('confidence', 0.95) if confidence is None else confidence
     _, counts = pooled_counts(runs)
     off, par = official_parts(counts), parsed_parts(counts)
     sent = counts[:, :5].sum()

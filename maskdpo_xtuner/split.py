@@ -16,21 +16,29 @@ Rules (the same for every language, so mixed EN/ZH text splits correctly):
   end of the line or a CJK character. Closing quotes/brackets (and ``*``) right after the
   terminator belong to the sentence. No end when the next character is ``，,、：:``, or when
   a quote/bracket closed the sentence and a lowercase word follows (``"Stop!" he said``).
-* Not sentence ends: a period after an abbreviation (Mr. Dr. St. vs. Inc. Jan., ``etc.``
-  unless a capital follows, ``No.`` ``Fig.`` ``approx.`` before a number), after a dotted
-  acronym (U.S. Ph.D. U.S.A. e.g. a.m.), after a single capital initial other than ``I``
-  (``J. K. Rowling``), inside numbers (``3.14``) or after a list number inside markup
-  (``**1. Paris**``).
-* Ellipses (``...``, ``…``, ``……``) end a sentence before the end of the line or a CJK
-  character; before whitespace only if a capital, a CJK character or an opening quote
-  follows, except with ``lang='zh'`` where whitespace suffices (ANAH-v2 splits Chinese at
-  every ellipsis). This is the only place where ``lang`` matters.
+* Not sentence ends: a period after an abbreviation (Mr. Dr. St. vs. Inc. Jan. Univ.,
+  ``etc.`` unless a capital follows, ``et al.`` before a lowercase word, ``No.`` ``Fig.``
+  ``approx.`` ``c.`` ``ca.`` ``b.`` ``d.`` ``fl.`` before a number or a currency sign), after
+  a dotted acronym (U.S. Ph.D. U.S.A. e.g. a.m.), after a single capital initial, ``I``
+  included as ANAH-v2 does (``J. K. Rowling``, ``I. Introduction``), inside numbers
+  (``3.14``) or after a list number inside markup (``**1. Paris**``).
+* Ellipses, as ANAH-v2's splitter: in English a run of periods (``...``) followed by
+  whitespace ends a sentence; ``…`` ends one before a capital, a CJK character or an opening
+  quote. With ``lang='zh'`` no ellipsis ends a sentence (ANAH-v2 splits Chinese only at
+  ``。！？；`` and line breaks). This is the only place where ``lang`` matters.
+* A line whose text ends with a colon (``Key facts:``) is not a sentence of its own: it
+  continues into the next non-blank line, as ANAH-v2 joins ``:`` + whitespace. The merged
+  sentence's span then covers the line break and the next line's list marker.
+* ``merge_headers=True`` (off by default: ANAH-v2 keeps them as sentences) does the same for
+  header lines: a ``#`` header, a line wholly in bold, or a line of at most five words with no
+  list marker and no final punctuation (``Early life``). As sentences of their own they come
+  back ``nofact`` from the judge, which counts as correct.
 * A segment with no letter, digit or non-marker symbol (``-``, ``1.``, ``---``, ``|--|``)
   is dropped.
 
-Known limits: a sentence ending in a single capital (``grade A. Then``) or a protected
-abbreviation (``in the U.S. The``) is not split; numbers inside a line (``Steps: 1. Mix``)
-are not treated as list markers.
+Known limits: a sentence ending in a single capital (``grade A. Then``, ``and I. Then``) or a
+protected abbreviation (``in the U.S. The``) is not split; numbers inside a line
+(``Steps: 1. Mix``) are not treated as list markers.
 """
 import re
 import unicodedata
@@ -61,8 +69,11 @@ _SOFT = set('，,、：:')
 _MARKER_SYMBOLS = set('+=|>~^`')
 _ABBR = {'mr', 'mrs', 'ms', 'dr', 'prof', 'st', 'jr', 'sr', 'vs', 'inc', 'ltd', 'co', 'corp',
          'mt', 'gen', 'col', 'lt', 'sgt', 'gov', 'sen', 'rep', 'rev', 'dept', 'jan', 'feb',
-         'mar', 'apr', 'jun', 'jul', 'aug', 'sep', 'sept', 'oct', 'nov', 'dec'}
-_NUM_ABBR = {'no', 'nos', 'fig', 'figs', 'vol', 'approx', 'pp'}  # only before a number
+         'mar', 'apr', 'jun', 'jul', 'aug', 'sep', 'sept', 'oct', 'nov', 'dec', 'univ'}
+# only before a number or a currency sign: No. 5, approx. $5, born c. 1500, (b. 1950)
+_NUM_ABBR = {'no', 'nos', 'fig', 'figs', 'vol', 'approx', 'pp', 'c', 'ca', 'b', 'd',
+             'fl'}
+_CURRENCY = set('#$€£¥')
 
 
 def _is_cjk(ch: str) -> bool:
@@ -85,11 +96,13 @@ def _protected(text: str, i: int, after: str) -> bool:
     if '.' in tok:  # U.S / Ph.D / e.g / a.m / U.S.A
         return all(1 <= len(part) <= 2 for part in tok.split('.'))
     low = tok.lower()
-    if low in _NUM_ABBR:
-        return after.isdigit() or after == '#'
+    if low in _NUM_ABBR and (after.isdigit() or after in _CURRENCY):
+        return True
     if low == 'etc':
         return not after.isupper()
-    return low in _ABBR or (len(tok) == 1 and tok.isupper() and tok != 'I')
+    if low == 'al' and text[max(0, k - 3):k].lower() == 'et ':
+        return after.islower()
+    return low in _ABBR or (len(tok) == 1 and tok.isupper())
 
 
 def _ends(text: str, s: int, i: int, j: int, b: int, lang: str) -> bool:
@@ -112,7 +125,11 @@ def _ends(text: str, s: int, i: int, j: int, b: int, lang: str) -> bool:
     if nxt and not nxt.isspace() and not _is_cjk(nxt):
         return False  # 3.14, U.S.A, a;b, "Wait...what"
     if '…' in run or '..' in run:
-        return lang == 'zh' or after.isupper() or _is_cjk(after) or after in _OPENERS
+        if lang == 'zh':
+            return False
+        if '..' in run and nxt.isspace():
+            return True
+        return after.isupper() or _is_cjk(after) or after in _OPENERS
     if run == '.' and _protected(text, i, after):
         return False
     return not (closed and after.islower())
@@ -134,7 +151,9 @@ def _emit(text: str, s: int, e: int, out: List[Sentence]) -> None:
 
 
 def _line_body(text: str, a: int, b: int):
-    """The line ``text[a:b]`` without leading markers, bold-title wrapping and outer spaces."""
+    """The line ``text[a:b]`` without leading markers, bold-title wrapping and outer spaces,
+    and whether it is a header line (see the module doc)."""
+    hashed = bold = marked = False
     while True:
         while a < b and text[a].isspace():
             a += 1
@@ -142,17 +161,24 @@ def _line_body(text: str, a: int, b: int):
             b -= 1
         m = _MARKER.match(text, a, b)
         if m:
+            hashed |= text[a] == '#'
+            marked |= text[a] != '#'
             a = m.end()
             continue
         m = _WRAP.match(text, a, b)
         if m and m.group(1) not in m.group(2):
-            a, b = m.start(2), m.end(2)
+            a, b, bold = m.start(2), m.end(2), True
             continue
-        return a, b
+        plain = (not marked and a < b and text[b - 1] not in _TERMS | _CLOSERS
+                 and len(text[a:b].split()) <= 5)
+        return a, b, hashed or bold or plain
 
 
-def _split_line(text: str, a: int, b: int, lang: str, out: List[Sentence]) -> None:
-    s = i = a
+def _split_line(text: str, s: int, a: int, b: int, lang: str, out: List[Sentence]) -> int:
+    """Emit the sentences of the line body ``text[a:b]``, the first one starting at ``s``
+    (``s < a`` continues a sentence of an earlier line); return the start of the unfinished
+    last one."""
+    i = a
     while i < b:
         if text[i] not in _TERMS:
             i += 1
@@ -166,16 +192,29 @@ def _split_line(text: str, a: int, b: int, lang: str, out: List[Sentence]) -> No
             _emit(text, s, j, out)
             s = j
         i = j
-    _emit(text, s, b, out)
+    return s
 
 
-def split_sentences(text: str, lang: str = 'auto') -> List[Sentence]:
+def split_sentences(text: str, lang: str = 'auto', merge_headers: bool = False
+                    ) -> List[Sentence]:
     """Split ``text`` into stripped, non-empty sentences with exact character offsets."""
     if lang == 'auto':
         lang = detect_lang(text)
     elif lang not in ('en', 'zh'):
         raise ValueError(f"lang must be 'auto', 'en' or 'zh', got {lang!r}")
     out: List[Sentence] = []
+    pending, end = None, 0  # start of a sentence carried over from a colon (or header) line
     for m in _LINE.finditer(text):
-        _split_line(text, *_line_body(text, m.start(), m.end()), lang, out)
+        a, b, header = _line_body(text, m.start(), m.end())
+        if not _has_content(text[a:b]):
+            continue
+        s = _split_line(text, a if pending is None else pending, a, b, lang, out)
+        end = b
+        if text[b - 1] in ':：' or merge_headers and header:
+            pending = s
+        else:
+            _emit(text, s, b, out)
+            pending = None
+    if pending is not None:
+        _emit(text, pending, end, out)
     return out

@@ -7,9 +7,10 @@ import sqlite3
 
 import pytest
 
-from maskdpo_xtuner.factscore import (SQLITE_SEPARATOR, FactScorer, KnowledgeSource,
-                                      aggregate, is_abstention, length_penalty, parse_facts,
-                                      parse_verdict, split_passages)
+from maskdpo_xtuner.factscore import (FactScorer, aggregate, is_abstention, length_penalty,
+                                      parse_facts, parse_verdict)
+from maskdpo_xtuner.retrieval import (SQLITE_SEPARATOR, KnowledgeSource, _tokenize,
+                                      retrieval_query, split_passages)
 from maskdpo_xtuner.io import read_jsonl, write_jsonl
 from conftest import load_script
 
@@ -44,6 +45,8 @@ EXTRACT = {  # sentence -> the judge's extraction answer (default: "- <sentence>
 VERIFY = {'Lina Moreau rowed competitively.': 'I am not sure.'}  # -> unparsed
 # Lina: 3 supported, 1 not, 1 unparsed -> 3/4; Tomas: 2 supported, 1 not -> 2/3
 EXPECTED = 100 * (3 / 4 + 2 / 3) / 2
+# with FActScore's default length penalty (gamma 10; n = all facts: Lina 5, Tomas 3)
+EXPECTED_G10 = 100 * (3 / 4 * math.exp(1 - 10 / 5) + 2 / 3 * math.exp(1 - 10 / 3)) / 2
 
 
 class FakeJudge:
@@ -132,6 +135,36 @@ def test_knowledge_formats_and_bm25_retrieval(knowledge_files, fmt):
         ks.retrieve('Nobody Known', 'x')
 
 
+ADA = ['Ada Brook is a painter.', 'Ada Brook grew up on a farm.',
+       'In 1990 she won the Hale Prize for a large mural in Bergen.', 'The farm had goats.',
+       'Her brother became a teacher.', 'Critics praised the colours.']
+
+
+def test_retrieval_query_does_not_repeat_the_topic(tmp_path):
+    # issue 16, point 6: with "topic + fact" the name counts twice and the evidence (passage 2)
+    # ranks third, behind the two passages that only mention the name
+    kb = str(tmp_path / 'ada.jsonl')
+    write_jsonl(kb, [{'title': 'Ada Brook', 'text': ADA}])
+    ks = KnowledgeSource(kb, 256)
+    fact = 'Ada Brook won the Hale Prize.'
+    assert [i for i, _ in ks.retrieve('Ada Brook', 'Ada Brook ' + fact, k=3)] == [0, 1, 2]
+
+    class Judge:
+        def generate(self, convs, params, n=1):
+            return [['- ' + fact] if 'True or False?' not in c[-1]['content'] else ['True']
+                    for c in convs]
+    rec, = FactScorer(Judge(), ks).score([{'topic': 'Ada Brook', 'response': fact}])
+    assert rec['facts'][0]['passages'][0] == 2
+    assert retrieval_query('Ada Brook', 'She won a prize.') == 'Ada Brook She won a prize.'
+    assert retrieval_query('Ada Brook', 'Brook won.') == 'Ada Brook won.'
+
+
+def test_tokenizer_keeps_one_character_tokens():
+    # digits and initials matter to facts; bm25s's default pattern drops them
+    assert _tokenize(['J. K. Rowling was born in 5 BC, a year.']) == [
+        ['j', 'k', 'rowling', 'born', '5', 'bc', 'year']]
+
+
 def test_jsonl_knowledge_keeps_only_requested_topics(knowledge_files):
     ks = KnowledgeSource(knowledge_files['jsonl'], WORDS, topics={'Tomas Berg'})
     assert 'Tomas Berg' in ks and 'Lina Moreau' not in ks
@@ -148,15 +181,39 @@ def test_parse_facts():
     assert parse_facts('None.') == ([], 'none')
     assert parse_facts('- None') == ([], 'none')
     assert parse_facts('') == ([], 'none')
-    assert parse_facts('Lina Moreau was born in Lyon.') == ([], 'unparsed')
+    assert parse_facts('Sure!') == ([], 'unparsed')
+
+
+def test_parse_facts_unmarked_lines_bold_and_none_as_a_whole_word():
+    # issue 16, point 7: lines without a marker are facts (they were lost as "unparsed")
+    assert parse_facts('Lina Moreau was born in Lyon.\nShe is a sculptor.') == (
+        ['Lina Moreau was born in Lyon.', 'She is a sculptor.'], 'ok')
+    assert parse_facts('Here are the facts:\nLina Moreau was born in Lyon.\nIs that all?') == (
+        ['Lina Moreau was born in Lyon.'], 'ok')
+    # "Nonetheless" is not "None"
+    assert parse_facts('Nonetheless - she won the prize.') == (
+        ['Nonetheless - she won the prize.'], 'ok')
+    assert parse_facts('None of it is a fact.') == ([], 'none')
+    assert parse_facts('No facts.') == ([], 'none')
+    # markdown bold does not leak into the facts
+    assert parse_facts('- **Born** in 1900.\n- Died in **Paris**.\n- __Won__ a prize.') == (
+        ['Born in 1900.', 'Died in Paris.', 'Won a prize.'], 'ok')
 
 
 @pytest.mark.parametrize('answer,label', [
     ('True', 'supported'), ('False.', 'not_supported'), ('**True**', 'supported'),
     ('Output: False', 'not_supported'), ('false', 'not_supported'),
-    ('The statement is true.', 'supported'), ('It is not true.', 'unparsed'),
+    ('The statement is true.', 'supported'), ('It is not true.', 'not_supported'),
     ('I am not sure.', 'unparsed'), ('Maybe', 'unparsed'), ('', 'unparsed'),
-    ('The answer is True, not False.', 'unparsed')])
+    ('The answer is True, not False.', 'unparsed'),
+    # issue 16, point 2: a negation anywhere in the keyword's clause, or a hedge
+    ('The passages do not say it is true.', 'not_supported'),
+    ('There is no evidence that this is true.', 'not_supported'),
+    ("The fact is not mentioned, so I can't say it's true.", 'not_supported'),
+    ('Partially true', 'not_supported'), ('It is probably true.', 'not_supported'),
+    ("It isn't false.", 'unparsed'), ('Not true, but not false either.', 'unparsed'),
+    ('It is not mentioned, but the passage says it is true.', 'supported'),
+    ('True. Nothing contradicts it.', 'supported')])
 def test_parse_verdict(answer, label):
     assert parse_verdict(answer, {'supported': ['True'], 'not_supported': ['False']}) == label
 
@@ -171,7 +228,14 @@ def test_parse_verdict(answer, label):
     ('There is no public information about Lina Moreau.', True),
     ('', True),
     ("Lina Moreau is a sculptor. I don't know much else about her.", False),
-    ('Tomas Berg is a Swedish chess player.', False)])
+    ('Tomas Berg is a Swedish chess player.', False),
+    # issue 16, point 1: hedges followed by facts are answers, not abstentions
+    ("I don't know much about his early life, but John Smith was a British actor born in "
+     "1950.", False),
+    ('There is no public information about her childhood, but she was born in 1960.', False),
+    ("I'm not sure who you mean, but ... Luis Suarez was born in 1987.", False),
+    ("I don't know the details of his youth. He was born in 1950.", False),
+    ("I'm sorry, I don't know who that is; however, Smith is a common name.", False)])
 def test_abstention(response, abstains):
     assert is_abstention(response) is abstains
 
@@ -205,7 +269,7 @@ def _detail(sup, uns, unp=0, abstained=False):
 def test_aggregate_is_a_per_response_mean_and_length_penalty():
     details = [_detail(1, 0), _detail(1, 3), _detail(0, 0, abstained=True),
                _detail(0, 0, unp=2), _detail(0, 0)]
-    m = aggregate(details)
+    m = aggregate(details, gamma=0)
     assert m['factscore'] == pytest.approx(100 * (1 + 1 / 4) / 2)  # 62.5
     cor, inc = m['correct_per_response'], m['incorrect_per_response']
     assert (cor, inc) == (pytest.approx(2 / 3), pytest.approx(1.0))
@@ -225,6 +289,39 @@ def test_aggregate_is_a_per_response_mean_and_length_penalty():
     assert aggregate([])['factscore'] is None
 
 
+def test_length_penalty_defaults_to_factscore_gamma_and_counts_all_facts():
+    # issue 16, point 3: gamma = 10 by default; n = all facts, unparsed verdicts included
+    details = [_detail(1, 3, unp=6), _detail(2, 0)]
+    m = aggregate(details)
+    assert m['gamma'] == 10
+    # n = 10 facts: no penalty (FActScore: 1 when n >= gamma); n = 2: exp(1 - 10 / 2)
+    assert m['factscore'] == pytest.approx(100 * (1 / 4 + math.exp(-4)) / 2)
+    assert m['factscore_no_penalty'] == pytest.approx(100 * (1 / 4 + 1) / 2)
+    assert [r['score'] for r in m['per_response']] == [pytest.approx(0.25),
+                                                       pytest.approx(math.exp(-4))]
+
+
+def test_abstentions_are_scored_by_default_and_reported_both_ways():
+    # FActScore's default detects no abstention: a flagged response is scored like any other
+    details = [_detail(1, 1, abstained=True), _detail(3, 1)]
+    m = aggregate(details, gamma=0)
+    assert m['factscore'] == pytest.approx(100 * (1 / 2 + 3 / 4) / 2)
+    assert m['factscore_abstention_detected'] == pytest.approx(75.0)
+    assert m['response_ratio'] == 1.0 and m['response_ratio_abstention_detected'] == 0.5
+    assert m['n_abstained'] == 1
+
+
+def test_judge_errors_are_not_no_fact_responses():
+    # issue 16, point 7: a response whose every extraction answer is unparsed is a judge error:
+    # left out of the response ratio instead of counting as a response without facts
+    error = dict(_detail(0, 0), sentences=[{'extraction': 'unparsed'}] * 2)
+    nofact = dict(_detail(0, 0), sentences=[{'extraction': 'none'}])
+    m = aggregate([_detail(2, 0), error, nofact], gamma=0)
+    assert m['n_judge_errors'] == 1 and m['n_no_facts'] == 1
+    assert m['response_ratio'] == pytest.approx(1 / 2)             # 1 responding of 2 valid
+    assert m['unparsed_extractions'] == 2
+
+
 def _items():
     return [{'key': 'a', 'topic': 'Lina Moreau', 'response': RESPONSES['Lina Moreau']},
             {'key': 'b', 'topic': 'Tomas Berg', 'response': RESPONSES['Tomas Berg']},
@@ -235,21 +332,23 @@ def _items():
 def test_scorer_one_call_per_stage_and_details(knowledge_files):
     judge = FakeJudge()
     recs = FactScorer(judge, KnowledgeSource(knowledge_files['jsonl'], WORDS)).score(_items())
-    # 3 + 3 + 1 sentences (the abstention sends none); 5 + 3 facts
-    assert [(s, n) for s, n, _ in judge.calls] == [('extract', 7), ('verify', 8)]
+    # 3 + 3 + 1 + 1 sentences (the abstention is judged too); 5 + 3 + 1 facts
+    assert [(s, n) for s, n, _ in judge.calls] == [('extract', 8), ('verify', 9)]
     assert all(not p.do_sample and p.top_k == 1 for _, _, p in judge.calls)
     lina, tomas, abst, nofact = recs
     assert [f['label'] for f in lina['facts']] == ['supported', 'supported', 'supported',
                                                    'not_supported', 'unparsed']
     assert (lina['n_supported'], lina['n_not_supported'], lina['n_unparsed']) == (3, 1, 1)
     assert lina['score'] == pytest.approx(3 / 4) and tomas['score'] == pytest.approx(2 / 3)
-    assert abst['abstained'] and not abst['responding'] and abst['sentences'] == []
-    assert not nofact['abstained'] and not nofact['responding']
+    assert abst['abstained'] and abst['responding'] and abst['n_not_supported'] == 1
+    assert not nofact['abstained'] and not nofact['responding'] and not nofact['judge_error']
     assert nofact['sentences'][0]['extraction'] == 'none'
     prix = lina['facts'][2]
     assert len(prix['passages']) == 5 and 'Prix Rodin' in lina['passages'][str(
         prix['passages'][0])]
-    assert aggregate(recs)['factscore'] == pytest.approx(EXPECTED)
+    m = aggregate(recs, gamma=0)
+    assert m['factscore'] == pytest.approx(100 * (3 / 4 + 2 / 3 + 0) / 3)
+    assert m['factscore_abstention_detected'] == pytest.approx(EXPECTED)
 
 
 def test_scorer_batch_size_splits_calls(knowledge_files):
@@ -257,8 +356,8 @@ def test_scorer_batch_size_splits_calls(knowledge_files):
     FactScorer(judge, KnowledgeSource(knowledge_files['jsonl'], WORDS),
                batch_size=3).score(_items())
     assert [(s, n) for s, n, _ in judge.calls] == [('extract', 3), ('extract', 3),
-                                                   ('extract', 1), ('verify', 3),
-                                                   ('verify', 3), ('verify', 2)]
+                                                   ('extract', 2), ('verify', 3),
+                                                   ('verify', 3), ('verify', 3)]
 
 
 # ------------------------------------------------------------------------ CLI
@@ -283,9 +382,10 @@ def test_cli_entities_end_to_end_and_resume(tmp_path, knowledge_files, fmt):
                      [{'role': 'user', 'content': 'Tell me a bio of Tomas Berg.'}]]
     assert not params.do_sample and params.top_k == 1
     assert [(s, n) for s, n, _ in judge.calls] == [('extract', 6), ('verify', 8)]
-    assert m['factscore'] == pytest.approx(EXPECTED) and m['n_no_knowledge'] == 0
+    assert m['factscore'] == pytest.approx(EXPECTED_G10) and m['n_no_knowledge'] == 0
+    assert m['factscore_no_penalty'] == pytest.approx(EXPECTED) and m['gamma'] == 10
     saved = json.load(open(os.path.join(out, 'factscore.json')))
-    assert saved['metrics']['factscore'] == pytest.approx(EXPECTED)
+    assert saved['metrics']['factscore'] == pytest.approx(EXPECTED_G10)
     assert saved['config']['decoding'] == 'greedy'
     assert 'FActScore' in open(os.path.join(out, 'factscore.md')).read()
     details = read_jsonl(os.path.join(out, 'factscore_details.jsonl'))
@@ -303,8 +403,8 @@ def test_cli_sampler_format_partial_resume_and_gamma(tmp_path, knowledge_files):
     write_jsonl(gens, [{'id': 1, 'topic': 'Lina Moreau',
                         'responses': [RESPONSES['Lina Moreau'], 'ignored']},
                        {'id': 2, 'topic': 'Tomas Berg', 'response': RESPONSES['Tomas Berg']}])
-    out, m = _run(tmp_path, knowledge_files['db'], ['--generations', gens, '--chunk', '1'],
-                  judge=FakeJudge())
+    out, m = _run(tmp_path, knowledge_files['db'], ['--generations', gens, '--chunk', '1',
+                                                    '--gamma', '0'], judge=FakeJudge())
     assert m['factscore'] == pytest.approx(EXPECTED)
     path = os.path.join(out, 'factscore_details.jsonl')
     lines = open(path).read().splitlines()
@@ -316,8 +416,7 @@ def test_cli_sampler_format_partial_resume_and_gamma(tmp_path, knowledge_files):
     assert [(s, n) for s, n, _ in judge.calls] == [('extract', 3), ('verify', 3)]  # Tomas only
     assert [d['key'] for d in read_jsonl(path)] == ['1', '2']
     assert m2['factscore_no_penalty'] == pytest.approx(EXPECTED)
-    assert m2['factscore'] == pytest.approx(
-        100 * (3 / 4 * math.exp(1 - 10 / 4) + 2 / 3 * math.exp(1 - 10 / 3)) / 2)
+    assert m2['factscore'] == pytest.approx(EXPECTED_G10)
 
 
 def test_cli_missing_topic_fails_early_or_is_skipped(tmp_path, knowledge_files):
@@ -332,4 +431,4 @@ def test_cli_missing_topic_fails_early_or_is_skipped(tmp_path, knowledge_files):
                 ['--entities', str(ents), '--model', 'f', '--skip-missing-topics'], model,
                 judge)
     assert m['n_no_knowledge'] == 1 and m['n_responses'] == 1
-    assert m['factscore'] == pytest.approx(75.0)
+    assert m['factscore_no_penalty'] == pytest.approx(75.0)

@@ -37,8 +37,9 @@ def parse_args(argv=None):
     p.add_argument('--max-new-tokens', type=int, default=512)
     p.add_argument('--system', help='system prompt before each question')
     add_annotator_args(p)
-    p.add_argument('--unparsed-as', choices=UNPARSED_AS, default='excluded',
-                   help="'correct' reproduces the official eval (unparsed counted correct)")
+    p.add_argument('--unparsed-as', choices=UNPARSED_AS, default=UNPARSED_AS[0],
+                   help="for the 'score' field: 'correct' (default) as the official eval, or "
+                        "'excluded' (parsed sentences only); the tables show both")
     p.add_argument('--n-boot', type=int, default=1000, help='bootstrap resamples')
     p.add_argument('--boot-seed', type=int, default=0)
     p.add_argument('--confidence', type=float, default=0.95)

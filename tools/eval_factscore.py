@@ -29,7 +29,8 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from maskdpo_xtuner.factscore import BIO_PROMPT, EXTRACT_PROMPT, VERIFY_PROMPT  # noqa: E402
+from maskdpo_xtuner.factscore import (BIO_PROMPT, DEFAULT_GAMMA, EXTRACT_PROMPT,  # noqa: E402
+                                      VERIFY_PROMPT)
 from maskdpo_xtuner.pipeline import (FactScoreSettings, SamplingParams,  # noqa: E402
                                      add_backend_args, backend_spec, evaluate_factscore)
 
@@ -59,9 +60,9 @@ def parse_args(argv=None):
     r = p.add_argument_group('retrieval and scoring')
     r.add_argument('--retrieve-k', type=int, default=5, help='passages per fact')
     r.add_argument('--passage-words', type=int, default=256, help='max words per passage')
-    r.add_argument('--gamma', type=float, default=0.0,
-                   help='length penalty exp(1 - gamma/n) for n < gamma facts; 0 = off '
-                        '(FActScore uses 10)')
+    r.add_argument('--gamma', type=float, default=DEFAULT_GAMMA,
+                   help="length penalty exp(1 - gamma/n) for n < gamma facts; 0 = off "
+                        "(default: FActScore's %(default)s)")
     r.add_argument('--skip-missing-topics', action='store_true',
                    help='leave out topics absent from the knowledge source instead of failing')
     p.add_argument('--chunk', type=int, default=64,

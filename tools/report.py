@@ -1,14 +1,21 @@
-"""Compare ANAH evaluations side by side: a markdown table and a bar chart.
+"""Compare evaluated models: markdown tables with paired intervals, and a bar chart.
 
-    python tools/report.py --runs base=work_dirs/eval/base dpo=work_dirs/eval/dpo \\
-        maskdpo=work_dirs/eval/maskdpo --out report.md --plot report.png --view answers.html
+    python tools/report.py --runs base=work_dirs/eval/base maskdpo=work_dirs/eval/maskdpo \\
+        --factscore base=work_dirs/fs/base maskdpo=work_dirs/fs/mdpo_s0,work_dirs/fs/mdpo_s1 \\
+        --baseline base --out report.md --plot report.png --view answers.html
 
-Each ``NAME=PATH`` is an output directory of tools/eval_anah.py or its ``metrics.json``.
-The score is shown in percent with its bootstrap interval for a single run, or as mean ± std
-over runs (seeds); the other columns are means over runs. In the plot, the left panel is the
-score (error bars: the interval, or ± std), the right one correct and incorrect sentences per
-response (error bars: ± std over runs, none for one run): shorter answers raise the score too.
-``--view`` also writes the judged answers of the same runs, sentence by sentence and model by
+``--runs NAME=PATH``: an output directory of tools/eval_anah.py or its ``metrics.json`` (all of
+its runs, e.g. seeds, belong to the model). ``--factscore NAME=PATH[,PATH...]``: output
+directories of tools/eval_factscore.py or their ``factscore.json``, one per seed. The first
+model is the baseline unless ``--baseline`` names another.
+
+Before comparing, every run's question set, decoding, system prompt and judge (FActScore: topics,
+judge, prompts, knowledge, retrieval, gamma) must be equal; otherwise the report is refused,
+or with ``--allow-mismatch`` the differences are listed under the tables. The tables and their
+formulas: maskdpo_xtuner/compare.py and docs/evaluation.md. In the plot, the left panel is the
+paper's ANAH score pooled over runs (error bars: bootstrap interval over questions), the right
+one correct and incorrect sentences per response (error bars: ± std over runs).
+``--view`` also writes the judged answers of the ANAH runs, sentence by sentence and model by
 model, as one HTML page (tools/show.py, docs/view.md), and links it from the report.
 """
 import argparse
@@ -17,71 +24,93 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from maskdpo_xtuner.metrics import SUMMARY_HEADER, markdown_table, summary_cells  # noqa: E402
+from maskdpo_xtuner.compare import (NotComparable, anah_fields, anah_report,  # noqa: E402
+                                    check_same, factscore_fields, factscore_report,
+                                    judge_from_eval_config)
+from maskdpo_xtuner.metrics import (aggregate, official_parts, pooled_counts,  # noqa: E402
+                                    ratio_bootstrap)
 
 
-def load(path: str) -> dict:
+def load(path: str, name: str):
+    """(document, file path) of a directory or JSON file."""
     if os.path.isdir(path):
-        path = os.path.join(path, 'metrics.json')
+        path = os.path.join(path, name)
     with open(path, encoding='utf-8') as f:
-        return json.load(f)
+        return json.load(f), path
 
 
-def parse_runs(specs):
+def parse_specs(specs, flag: str, multi: bool = False):
     out = {}
-    for spec in specs:
-        name, sep, path = spec.partition('=')
-        if not sep or not name or not path:
-            raise SystemExit(f'--runs expects NAME=PATH, got {spec!r}')
+    for spec in specs or []:
+        name, sep, paths = spec.partition('=')
+        if not sep or not name or not paths:
+            raise SystemExit(f'{flag} expects NAME=PATH{"[,PATH...]" if multi else ""}, '
+                             f'got {spec!r}')
         if name in out:
-            raise SystemExit(f'--runs: name {name!r} used twice')
-        out[name] = load(path)
+            raise SystemExit(f'{flag}: name {name!r} used twice')
+        out[name] = paths.split(',') if multi else [paths]
     return out
 
 
-def table(docs: dict) -> str:
-    rows = [[name, *summary_cells(d['runs'], d['aggregate'])] for name, d in docs.items()]
-    unparsed = {d['settings'].get('unparsed_as') for d in docs.values()}
-    note = ('\nScore = correct / (correct + incorrect) ANAH-v2-labelled sentences, pooled; '
-            f'unparsed sentences: {", ".join(sorted(map(str, unparsed)))}.\n')
-    return markdown_table(['Model', *SUMMARY_HEADER], rows) + note
+def load_anah(specs):
+    """({model: runs}, {run label: comparison fields})."""
+    models, fields = {}, {}
+    for name, (path,) in specs.items():
+        doc, file = load(path, 'metrics.json')
+        models[name] = doc['runs']
+        for r in doc['runs']:
+            label = f'{name}/{r.get("run", "?")} ({file})'
+            f = anah_fields(r, label)
+            if f['judge'] is None:
+                f['judge'] = judge_from_eval_config(file)
+            fields[label] = f
+    return models, fields
 
 
-def _err(d, key, scale=1.0):
-    """(value, lower error, upper error) of a metric: interval for one run, else ± std."""
-    agg = d['aggregate'][key]
-    mean = (agg['mean'] or 0.0) * scale
-    if key == 'score' and len(d['runs']) == 1:
-        r = d['runs'][0]
-        if r['ci_low'] is None:
-            return mean, 0.0, 0.0
-        return mean, mean - r['ci_low'] * scale, r['ci_high'] * scale - mean
-    std = (agg['std'] or 0.0) * scale
-    return mean, std, std
+def load_factscore(specs):
+    models, fields = {}, {}
+    for name, paths in specs.items():
+        models[name] = []
+        for path in paths:
+            doc, file = load(path, 'factscore.json')
+            models[name].append(doc)
+            fields[f'{name} ({file})'] = factscore_fields(doc, file)
+    return models, fields
 
 
-def plot(docs: dict, path: str, title: str = 'ANAH evaluation'):
+def _notes(diffs):
+    return ('\n**Not comparable (shown anyway, --allow-mismatch):**\n\n'
+            + ''.join(f'- {d}\n' for d in diffs)) if diffs else ''
+
+
+def plot(models: dict, path: str, title: str, n_boot: int, seed: int, confidence: float):
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     import numpy as np
 
-    names = list(docs)
+    names = list(models)
     x = np.arange(len(names))
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(4 + 1.6 * len(names), 4))
-    vals = [_err(docs[n], 'score', 100) for n in names]
-    bars = ax1.bar(x, [v[0] for v in vals], yerr=np.array([[v[1] for v in vals],
-                                                            [v[2] for v in vals]]),
-                   capsize=5, color='tab:blue')
+    vals, errs = [], [[], []]
+    for n in names:
+        _, counts = pooled_counts(models[n])
+        parts = official_parts(counts)
+        v = 100 * parts[0].sum() / max(parts[1].sum(), 1)
+        lo, hi = ratio_bootstrap(*parts, n_boot, seed, confidence)
+        vals.append(v)
+        errs[0].append(0.0 if lo is None else v - 100 * lo)
+        errs[1].append(0.0 if hi is None else 100 * hi - v)
+    bars = ax1.bar(x, vals, yerr=np.array(errs), capsize=5, color='tab:blue')
     ax1.bar_label(bars, fmt='%.1f', label_type='center', color='white')
-    ax1.set(xticks=x, xticklabels=names, ylabel='ANAH score (%)', ylim=(0, 100),
-            title='Score (error bar: 95% CI or ± std)')
+    ax1.set(xticks=x, xticklabels=names, ylabel="ANAH score (%, paper's)", ylim=(0, 100),
+            title=f'Score (error bar: {100 * confidence:g}% CI over questions)')
     w = 0.38
     for off, key, color, label in ((-w / 2, 'correct_per_response', 'tab:green', 'correct'),
                                    (w / 2, 'incorrect_per_response', 'tab:red', 'incorrect')):
-        vals = [_err(docs[n], key) for n in names]
-        ax2.bar(x + off, [v[0] for v in vals], w, yerr=[v[1] for v in vals], capsize=4,
-                color=color, label=label)
+        aggs = [aggregate(models[n], (key,))[key] for n in names]
+        ax2.bar(x + off, [a['mean'] or 0.0 for a in aggs], w,
+                yerr=[a['std'] or 0.0 for a in aggs], capsize=4, color=color, label=label)
     ax2.set(xticks=x, xticklabels=names, ylabel='sentences per response',
             title='Sentences per response (± std over runs)')
     ax2.legend()
@@ -106,22 +135,47 @@ def write_view(specs, path: str, report_path, title: str) -> str:
 
 def main(argv=None) -> str:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--runs', nargs='+', required=True, help='NAME=DIR_OR_METRICS_JSON ...')
+    p.add_argument('--runs', nargs='+', default=[], help='NAME=DIR_OR_METRICS_JSON ...')
+    p.add_argument('--factscore', nargs='+', default=[],
+                   help='NAME=DIR_OR_FACTSCORE_JSON[,...] (one per seed) ...')
+    p.add_argument('--baseline', help='model the others are compared with (default: first)')
+    p.add_argument('--allow-mismatch', action='store_true',
+                   help='report runs that differ in questions/decoding/judge, listing it')
+    p.add_argument('--n-boot', type=int, default=1000)
+    p.add_argument('--boot-seed', type=int, default=0)
+    p.add_argument('--confidence', type=float, default=0.95)
     p.add_argument('--out', help='markdown file to write (printed in any case)')
-    p.add_argument('--plot', help='PNG bar chart to write')
+    p.add_argument('--plot', help='PNG bar chart of the ANAH runs to write')
     p.add_argument('--view', help='HTML page of the judged answers to write and link')
-    p.add_argument('--title', default='ANAH evaluation')
+    p.add_argument('--title', default='Evaluation')
     args = p.parse_args(argv)
-    docs = parse_runs(args.runs)
-    text = f'# {args.title}\n\n' + table(docs)
+    anah, fs = parse_specs(args.runs, '--runs'), parse_specs(args.factscore, '--factscore', True)
+    if not anah and not fs:
+        raise SystemExit('give --runs and/or --factscore')
+    opts = (args.n_boot, args.boot_seed, args.confidence)
+    text = f'# {args.title}\n'
+    try:
+        for kind, specs, loader, report in (('ANAH', anah, load_anah, anah_report),
+                                            ('FActScore', fs, load_factscore,
+                                             factscore_report)):
+            if not specs:
+                continue
+            models, fields = loader(specs)
+            base = args.baseline or next(iter(models))
+            if base not in models:
+                raise SystemExit(f'--baseline {base!r} is not one of {kind} {list(models)}')
+            diffs = check_same(fields, args.allow_mismatch)
+            text += f'\n## {kind}\n\n' + report(models, base, *opts) + _notes(diffs)
+            if kind == 'ANAH' and args.plot:
+                plot(models, args.plot, args.title, *opts)
+    except NotComparable as e:
+        raise SystemExit(str(e))
     if args.view:
         text += '\n' + write_view(args.runs, args.view, args.out, args.title) + '\n'
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, 'w', encoding='utf-8') as f:
             f.write(text)
-    if args.plot:
-        plot(docs, args.plot, args.title)
     print(text)
     return text
 

@@ -2,9 +2,11 @@
 
 Score = share of *non-hallucinated* sentences among the *parsed* ones. ``ok`` and ``nofact`` are
 non-hallucinated, ``contradictory`` and ``unverifiable`` hallucinated (the ANAH-v2 convention).
-``unparsed`` sentences are of unknown status: they are counted apart and left out of the score.
-This differs on purpose from the official ``eval/anah_v2/eval.py``, which keeps an unparsed
-answer in the denominator as *correct* and so inflates the score.
+``unparsed`` sentences are of unknown status: they are counted apart and left out of the score
+(these per-response scores choose preference pairs, where an unknown sentence must not count as
+correct). The official ``eval/anah_v2/eval.py`` keeps an unparsed answer in the denominator as
+*correct*; the evaluation (maskdpo_xtuner/metrics.py) reports that number as the paper's score
+and this parsed-only one beside it.
 """
 from collections import Counter
 from typing import Dict, Iterable, List, Optional
@@ -47,5 +49,6 @@ def response_score(labels: List[str]) -> Optional[float]:
 
 
 def pooled_score(responses: Iterable[List[str]]) -> Optional[float]:
-    """The paper's ANAH score: one ratio pooled over all parsed sentences of all responses."""
+    """One ratio pooled over all parsed sentences of all responses (the paper's ANAH score
+    when no sentence is unparsed; maskdpo_xtuner.metrics.run_metrics gives both)."""
     return response_score([lab for labels in responses for lab in labels])

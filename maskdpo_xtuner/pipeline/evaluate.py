@@ -39,7 +39,7 @@ class EvalSettings:
     batch_size: int = 64                 # sequences generated together
     system: Optional[str] = None
     documents: Optional[str] = None      # JSONL of {"id", "document"} if not in questions
-    unparsed_as: str = 'excluded'
+    unparsed_as: str = 'correct'          # the paper's official eval; 'excluded': parsed only
     n_boot: int = 1000
     boot_seed: int = 0
     confidence: float = 0.95
@@ -117,7 +117,8 @@ def evaluate_anah(s: EvalSettings, policy: BackendLike, model_name: str,
         missing = ids - {r['id'] for r in records}
         if missing:
             raise ValueError(f'{paths[name][1]}: {len(missing)} questions not annotated')
-        m = run_metrics(records, s.unparsed_as, s.n_boot, s.boot_seed, s.confidence)
+        m = run_metrics(records, s.unparsed_as, s.n_boot, s.boot_seed, s.confidence,
+                        judge={'annotator': _describe(annotator), 'judge': _describe(judge)})
         runs.append({'run': name, 'seed': seed,
                      'decoding': 'greedy' if seed is None else 'sample', **m})
     agg = aggregate(runs)
@@ -142,8 +143,9 @@ def write_outputs(out_dir, runs, agg, settings) -> str:
     if len(runs) > 1:
         rows.append(['mean ± std', *summary_cells(runs, agg)])
     text = (f'# ANAH evaluation: {settings["model"]}\n\n'
-            f'Unparsed sentences: {settings["unparsed_as"]}. Score = correct / (correct + '
-            'incorrect) sentences, pooled over all responses.\n\n'
+            "The paper's ANAH score is 1 - incorrect / all sentences, unparsed counted as "
+            'correct (the official evaluation); the parsed-only score and the label shares '
+            'are beside it (formulas: maskdpo_xtuner/metrics.py, docs/evaluation.md).\n\n'
             + markdown_table(['Run', *SUMMARY_HEADER], rows))
     with open(os.path.join(out_dir, 'metrics.md'), 'w', encoding='utf-8') as f:
         f.write(text)

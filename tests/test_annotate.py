@@ -27,7 +27,7 @@ class FakeBackend:
         self.rules, self.default = rules, default
         self.calls, self.fail_on_call = [], fail_on_call
 
-    def generate(self, conversations, params, n=1):
+    def generate(self, conversations, params, n=1, seeds=None):
         self.calls.append(copy.deepcopy(conversations))
         if self.fail_on_call == len(self.calls):
             raise KeyboardInterrupt('simulated kill')

@@ -120,7 +120,7 @@ class ScriptedModel:
     def __init__(self):
         self.calls = []
 
-    def generate(self, conversations, params, n=1):
+    def generate(self, conversations, params, n=1, seeds=None):
         assert n == 1
         self.calls.append((len(conversations), params))
         ids = {q['question']: q['id'] for q in QUESTIONS}

@@ -56,7 +56,7 @@ class FakeJudge:
     def __init__(self):
         self.calls = []  # (stage, number of conversations, params)
 
-    def generate(self, conversations, params, n=1):
+    def generate(self, conversations, params, n=1, seeds=None):
         assert n == 1
         outs, stages = [], set()
         for conv in conversations:
@@ -80,7 +80,7 @@ class FakeModel:
     def __init__(self):
         self.calls = []
 
-    def generate(self, conversations, params, n=1):
+    def generate(self, conversations, params, n=1, seeds=None):
         self.calls.append((conversations, params))
         return [[RESPONSES[re.match(r'Tell me a bio of (.*)\.$', c[-1]['content']).group(1)]]
                 for c in conversations]
@@ -150,7 +150,7 @@ def test_retrieval_query_does_not_repeat_the_topic(tmp_path):
     assert [i for i, _ in ks.retrieve('Ada Brook', 'Ada Brook ' + fact, k=3)] == [0, 1, 2]
 
     class Judge:
-        def generate(self, convs, params, n=1):
+        def generate(self, convs, params, n=1, seeds=None):
             return [['- ' + fact] if 'True or False?' not in c[-1]['content'] else ['True']
                     for c in convs]
     rec, = FactScorer(Judge(), ks).score([{'topic': 'Ada Brook', 'response': fact}])

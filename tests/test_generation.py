@@ -8,6 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import torch
 
+from maskdpo_xtuner.generation.base import derive_seed
 from maskdpo_xtuner.generation import (LMDeployBackend, OpenAIBackend, SamplingParams,
                                        TransformersBackend, build_backend,
                                        build_generation_config)
@@ -145,7 +146,8 @@ def test_openai_request_body_and_order(servers):
     out = backend.generate(CONVS, SamplingParams(max_new_tokens=64, seed=7), n=2)
     assert [[t.split('|')[1] for t in r] for r in out] == \
         [[c[-1]['content']] * 2 for c in CONVS]  # input order
-    assert [[t.split('|')[2] for t in r] for r in out] == [['7', '8']] * 3  # seed per copy
+    copies = [str(derive_seed(7, 0)), str(derive_seed(7, 1))]  # generation/base.py
+    assert [[t.split('|')[2] for t in r] for r in out] == [copies] * 3  # seed per copy
     assert len(srv.bodies) == 6
     for path, body in srv.bodies:
         assert path == '/v1/chat/completions'
@@ -257,7 +259,8 @@ def test_lmdeploy_generate_repeats_prompts_with_distinct_seeds():
     backend = object.__new__(LMDeployBackend)
     backend.pipe, backend.batch_size = FakePipe(), 4
     out = backend.generate(CONVS, SamplingParams(max_new_tokens=8, seed=10), n=2)
-    assert out == [[f"{c[-1]['content']}|10", f"{c[-1]['content']}|11"] for c in CONVS]
+    assert out == [[f"{c[-1]['content']}|{derive_seed(10, 0)}",
+                    f"{c[-1]['content']}|{derive_seed(10, 1)}"] for c in CONVS]
     assert [len(p) for p, _ in FakePipe.calls] == [4, 2]
     assert all(g.do_sample and g.top_k == 40 for _, gs in FakePipe.calls for g in gs)
 

@@ -152,9 +152,30 @@ def test_sample_resume_after_sigkill(tmp_path, tiny_model):
     assert sorted(ids) == sorted(f'q{i}' for i in range(total))  # each exactly once
     assert all(len(r['responses']) == n for r in recs)
 
-    # the seed of a chunk follows the question's input position, so the interrupted run gives
-    # the same responses as an uninterrupted one
+    # a question's seed follows its id, so the interrupted run gives the same responses as an
+    # uninterrupted one
     ref = tmp_path / 'ref.jsonl'
     sample.main(cmd[2:4] + ['--out', str(ref)] + cmd[6:])
     by_id = {r['id']: r['responses'] for r in read_jsonl(str(ref))}
     assert all(r['responses'] == by_id[r['id']] for r in recs)
+
+
+def test_answers_depend_on_seed_and_id_only(tmp_path, tiny_model):
+    """Issue 10, defect 8: the same seed gives the same answers whatever the batch size, the
+    order or the neighbours in a batch; the same question under two ids gets other answers."""
+    qs = [{'id': f'q{i}', 'question': f'Tell me about topic {i}.'} for i in range(8)]
+    qs.append({'id': 'twin', 'question': qs[0]['question']})
+
+    def run(name, records, batch):
+        out = str(tmp_path / f'{name}.jsonl')
+        sample.main(['--questions', write_questions(tmp_path / f'{name}_q.jsonl', records),
+                     '--out', out, '--model', tiny_model, '--n', '2', '--batch-size',
+                     str(batch), '--max-new-tokens', '12', '--seed', '5'])
+        return {r['id']: r['responses'] for r in read_jsonl(out)}
+
+    big, small = run('big', qs, 16), run('small', qs, 2)
+    reordered = run('rev', qs[::-1][:5], 6)   # other order, other neighbours, a subset
+    assert big == small
+    assert all(reordered[k] == big[k] for k in reordered)
+    assert big['twin'] != big['q0']                      # same text, other id
+    assert all(a != b for a, b in big.values())          # the two copies differ

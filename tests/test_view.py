@@ -263,7 +263,7 @@ class Model:
     def __init__(self, answers):
         self.answers = answers
 
-    def generate(self, conversations, params, n=1):
+    def generate(self, conversations, params, n=1, seeds=None):
         ids = {q['question']: q['id'] for q in QUESTIONS}
         return [[self.answers[ids[c[-1]['content']]]] for c in conversations]
 

@@ -27,7 +27,7 @@ class CountingBackend:
     def __init__(self, backend):
         self.backend, self.calls, self.requests = backend, 0, 0
 
-    def generate(self, conversations, params, n=1):
+    def generate(self, conversations, params, n=1, seeds=None):
         self.calls += 1
         self.requests += len(conversations)
         return self.backend.generate(conversations, params, n)

@@ -52,7 +52,7 @@ class ScriptedPolicy:
             sents.append(template.format(s=topic.name, v=value))
         return ' '.join(sents)
 
-    def generate(self, conversations, params, n=1):
+    def generate(self, conversations, params, n=1, seeds=None):
         return [[self.answer(self.by_question[c[-1]['content']], params.seed)
                  for _ in range(n)] for c in conversations]
 

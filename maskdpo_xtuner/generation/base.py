@@ -3,9 +3,16 @@
 A backend turns chat conversations into text. Every sampling parameter is passed explicitly
 (libraries disagree on defaults: LMDeploy top_k 50, its server top_k 40 / temperature 0.7,
 transformers top_k 50 / temperature 1.0), so a run means the same thing on every backend.
+
+Seeds. ``generate(..., seeds=[s_0, s_1, ...])`` gives conversation i its own seed, and copy j of
+it is sampled with :func:`derive_seed` ``(s_i, j)``: what a conversation gets depends on its
+seed only, never on which conversations share its batch, on the batch size or on the order
+(without ``seeds`` every conversation takes ``params.seed``). The sampler derives each
+question's seed from the run's seed and the question's id (pipeline/sample.py).
 """
+import hashlib
 from dataclasses import asdict, dataclass
-from typing import List, Optional, Protocol
+from typing import List, Optional, Protocol, Sequence
 
 
 @dataclass(frozen=True)
@@ -26,6 +33,25 @@ class SamplingParams:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def derive_seed(*parts) -> int:
+    """A seed in [0, 2**31) from any parts (a run seed, a question id, a copy index): stable
+    across processes and machines, and different for different parts."""
+    digest = hashlib.sha256(repr(parts).encode('utf-8')).digest()
+    return int.from_bytes(digest[:8], 'big') % 2 ** 31
+
+
+def copy_seeds(params: 'SamplingParams', n_conversations: int, n: int,
+               seeds: Optional[Sequence[int]] = None) -> Optional[List[List[int]]]:
+    """Seed of copy j of conversation i, ``[[...n...], ...]``, or None (no seed: unseeded)."""
+    if seeds is None:
+        if params.seed is None:
+            return None
+        seeds = [params.seed] * n_conversations
+    if len(seeds) != n_conversations:
+        raise ValueError(f'{len(seeds)} seeds for {n_conversations} conversations')
+    return [[derive_seed(s, j) for j in range(n)] for s in seeds]
 
 
 class Completion(str):
@@ -51,5 +77,5 @@ class Backend(Protocol):
     of the assistant turn (the text without the end-of-turn token, as :class:`Completion`)."""
 
     def generate(self, conversations: List[List[dict]], params: SamplingParams,
-                 n: int = 1) -> List[List[str]]:
+                 n: int = 1, seeds: Optional[Sequence[int]] = None) -> List[List[str]]:
         ...

@@ -3,14 +3,14 @@
 Traps handled here (see the stack notes): ``GenerationConfig.do_sample`` defaults to False and
 then LMDeploy decodes greedily whatever top_k/temperature say; ``n > 1`` is ignored, so each
 prompt is repeated n times; a fixed ``random_seed`` shared by the copies of one prompt would make
-them identical, so copy j of every prompt gets ``seed + j``; without CUDA ``pipeline()`` raises
+them identical, so every copy gets its own seed (generation/base.py); without CUDA ``pipeline()`` raises
 ``SystemExit``.
 The calling script needs an ``if __name__ == '__main__':`` guard (LMDeploy spawns workers).
 """
 import dataclasses
 from typing import List, Optional
 
-from .base import Completion, SamplingParams
+from .base import Completion, SamplingParams, copy_seeds
 
 
 def build_generation_config(params: SamplingParams):
@@ -72,15 +72,16 @@ class LMDeployBackend:
         self.model_path, self.batch_size = model_path, batch_size
 
     def generate(self, conversations: List[List[dict]], params: SamplingParams,
-                 n: int = 1) -> List[List[str]]:
-        """For each conversation, ``n`` completions (each prompt repeated n times)."""
+                 n: int = 1, seeds=None) -> List[List[str]]:
+        """For each conversation, ``n`` completions (each prompt repeated n times; copy j of
+        conversation i gets its own seed, generation/base.py)."""
         flat = [c for c in conversations for _ in range(n)]
-        if params.seed is None:
+        per_copy = copy_seeds(params, len(conversations), n, seeds)
+        if per_copy is None:
             configs = [build_generation_config(params)] * len(flat)
         else:  # distinct seeds, or the n copies of a prompt would all be the same
-            per_copy = [build_generation_config(dataclasses.replace(params, seed=params.seed + j))
-                        for j in range(n)]
-            configs = per_copy * len(conversations)
+            configs = [build_generation_config(dataclasses.replace(params, seed=s))
+                       for row in per_copy for s in row]
         texts: List[str] = []
         for s in range(0, len(flat), self.batch_size):
             outs = self.pipe.batch_infer(flat[s:s + self.batch_size],

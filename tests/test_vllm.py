@@ -123,7 +123,7 @@ def test_every_sampling_field_reaches_the_engine(servers):
     assert len(bare) == 1 and (bare[0]['repetition_penalty'], bare[0]['min_p']) == ('1.3', '0.05')
 
 
-def test_tokens_and_greedy_equal_transformers(servers, poisoned_dir):
+def test_tokens_and_greedy_equal_transformers(servers, poisoned_dir, smollm2_dir):
     from transformers import AutoTokenizer
     tok = AutoTokenizer.from_pretrained(poisoned_dir)
     for conv in CONVS[:3]:  # the engine's encoding of the chat equals apply_chat_template
@@ -132,8 +132,10 @@ def test_tokens_and_greedy_equal_transformers(servers, poisoned_dir):
                           json={'model': NAME, 'messages': conv, 'add_generation_prompt': True})
         assert r.json()['tokens'] == tok.apply_chat_template(conv, add_generation_prompt=True)
     served = backend(servers[0].url, concurrency=4).generate(CONVS, GREEDY)
-    local = TransformersBackend(poisoned_dir, batch_size=8).generate(CONVS, GREEDY)
-    assert served == local  # both ignore the folder's sampling defaults
+    local = TransformersBackend(smollm2_dir, batch_size=8).generate(CONVS, GREEDY)
+    assert served == local  # the served folder's sampling defaults are overridden
+    poisoned = TransformersBackend(poisoned_dir, batch_size=8).generate(CONVS, GREEDY)
+    assert poisoned == local  # and so are they in transformers' model.generate
     france = served[0][0]
     assert 'France' in france and ' is ' in france  # words with their spaces, not "namedSmolLM"
 

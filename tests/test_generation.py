@@ -3,6 +3,7 @@ real local socket, LMDeploy up to the GPU boundary."""
 import json
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -80,8 +81,12 @@ def test_transformers_generate_kwargs_explicit(hf_backend):
     kw = hf_backend._generate_kwargs(SamplingParams(max_new_tokens=7))
     assert kw['do_sample'] is True and kw['top_k'] == 40 and kw['temperature'] == 0.8
     assert kw['top_p'] == 1.0 and kw['max_new_tokens'] == 7
+    assert kw['repetition_penalty'] == 1.0 and kw['min_p'] is None
     kw = hf_backend._generate_kwargs(SamplingParams.greedy(5))
     assert kw['do_sample'] is False and kw['top_k'] is None and kw['temperature'] is None
+    assert kw['repetition_penalty'] == 1.0  # explicit: generation_config.json never applies
+    with pytest.raises(ValueError, match='presence/frequency'):
+        hf_backend._generate_kwargs(SamplingParams(presence_penalty=0.5))
 
 
 # ---------------------------------------------------------------- OpenAI-compatible server
@@ -90,8 +95,9 @@ class FakeServer:
     """A real HTTP server on 127.0.0.1 answering chat completions in the OpenAI format; it
     records each request body and can answer HTTP 500 to the first ``fail_first`` requests."""
 
-    def __init__(self, name, fail_first=0):
+    def __init__(self, name, fail_first=0, delay=0.0):
         self.name, self.fail_first, self.bodies, self.lock = name, fail_first, [], threading.Lock()
+        self.delay, self.in_flight, self.max_in_flight = delay, 0, 0
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -101,6 +107,11 @@ class FakeServer:
                     server.bodies.append((self.path, body))
                     fail = server.fail_first > 0
                     server.fail_first -= fail
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                time.sleep(server.delay)
+                with server.lock:
+                    server.in_flight -= 1
                 if fail:
                     self.send_response(500)
                     self.end_headers()
@@ -132,8 +143,8 @@ class FakeServer:
 def servers():
     made = []
 
-    def make(name, fail_first=0):
-        made.append(FakeServer(name, fail_first))
+    def make(name, fail_first=0, delay=0.0):
+        made.append(FakeServer(name, fail_first, delay))
         return made[-1]
     yield make
     for s in made:
@@ -154,8 +165,17 @@ def test_openai_request_body_and_order(servers):
         assert body['model'] == 'policy' and body['max_tokens'] == 64
         assert body['temperature'] == 0.8 and body['top_k'] == 40 and body['top_p'] == 1.0
         assert body['messages'] in CONVS and body['n'] == 1
+        # neutral values sent, so the model folder's generation_config.json never applies
+        assert (body['repetition_penalty'], body['min_p'], body['presence_penalty'],
+                body['frequency_penalty']) == (1.0, 0.0, 0.0, 0.0)
     greedy = backend.request_body(CONVS[0], SamplingParams.greedy(9), seed=None)
     assert greedy['top_k'] == 1 and 'seed' not in greedy and greedy['max_tokens'] == 9
+    assert greedy['repetition_penalty'] == 1.0 and greedy['min_p'] == 0.0
+    set_ = backend.request_body(CONVS[0], SamplingParams(repetition_penalty=1.2, min_p=0.05,
+                                                        presence_penalty=0.5,
+                                                        frequency_penalty=0.25), seed=1)
+    assert (set_['repetition_penalty'], set_['min_p'], set_['presence_penalty'],
+            set_['frequency_penalty']) == (1.2, 0.05, 0.5, 0.25)
 
 
 def test_openai_round_robin(servers):
@@ -181,6 +201,41 @@ def test_openai_gives_up_on_persistent_500(servers):
     assert len(srv.bodies) == 3
 
 
+def test_openai_fails_over_to_the_healthy_endpoint_and_skips_the_broken_one(servers):
+    broken, good = servers('broken', fail_first=10 ** 6), servers('good')
+    backend = OpenAIBackend([broken.url, good.url], model='m', concurrency=1, cooldown=60,
+                            backoff=0.01)
+    out = backend.generate(CONVS, SamplingParams(max_new_tokens=8, seed=0), n=2)
+    # every completion exactly once, in order, all from the healthy server
+    assert [[t.split('|')[1:] for t in r] for r in out] == \
+        [[[c[-1]['content'], str(derive_seed(0, 0))], [c[-1]['content'], str(derive_seed(0, 1))]]
+         for c in CONVS]
+    assert {t.split('|')[0] for r in out for t in r} == {'good'}
+    assert len(broken.bodies) == 1  # tried once, then skipped for its cool-down
+    assert len(good.bodies) == 6 and backend.healthy_endpoints() == [good.url]
+
+
+def test_openai_retries_until_the_deadline_not_a_fixed_count(servers):
+    srv = servers('a', fail_first=6)  # the old client gave up after 4 attempts
+    backend = OpenAIBackend([srv.url], model='m', concurrency=1, backoff=0.01, cooldown=0)
+    assert backend.generate(CONVS[:1], SamplingParams(max_new_tokens=8))[0][0].startswith('a|')
+    assert len(srv.bodies) == 7
+    dead = servers('dead', fail_first=10 ** 6)
+    backend = OpenAIBackend([dead.url], model='m', retry_deadline=0.5, backoff=0.05,
+                            max_backoff=0.1)
+    t0 = time.monotonic()
+    with pytest.raises(RuntimeError, match=r'retry deadline 0.5 s.*HTTP 500'):
+        backend.generate(CONVS[:1], SamplingParams(max_new_tokens=8))
+    assert 0.5 <= time.monotonic() - t0 < 5 and len(dead.bodies) > 3
+
+
+def test_openai_concurrency_is_what_is_asked(servers):
+    srv = servers('a', delay=0.3)
+    OpenAIBackend([srv.url], model='m', concurrency=5).generate(
+        CONVS, SamplingParams(max_new_tokens=8), n=4)
+    assert srv.max_in_flight == 5 and len(srv.bodies) == 12
+
+
 def test_openai_endpoint_down_names_it():
     with socket.socket() as s:  # a port nobody listens on
         s.bind(('127.0.0.1', 0))
@@ -197,6 +252,7 @@ def test_lmdeploy_generation_config_sampling():
     cfg = build_generation_config(SamplingParams(max_new_tokens=100, seed=3))
     assert cfg.do_sample is True and cfg.top_k == 40 and cfg.temperature == 0.8
     assert cfg.top_p == 1.0 and cfg.max_new_tokens == 100 and cfg.random_seed == 3
+    assert cfg.repetition_penalty == 1.0 and cfg.min_p == 0.0
     assert cfg.n == 1
 
 

@@ -53,7 +53,9 @@ def test_sample_output_format(tmp_path, tiny_model):
         assert len(r['responses']) == 3 and all(isinstance(t, str) for t in r['responses'])
         assert r['model'] == tiny_model
         assert r['sampling'] == {'max_new_tokens': 6, 'temperature': 0.8, 'top_k': 40,
-                                 'top_p': 1.0, 'do_sample': True, 'seed': 0}
+                                 'top_p': 1.0, 'do_sample': True, 'seed': 0,
+                                 'repetition_penalty': 1.0, 'min_p': 0.0,
+                                 'presence_penalty': 0.0, 'frequency_penalty': 0.0}
     sys_msg = {'role': 'system', 'content': 'You are helpful.'}
     assert recs[0]['prompt'] == [sys_msg, {'role': 'user', 'content': 'Who was Ada Lovelace?'}]
     assert recs[1]['prompt'][1]['content'] == '玛丽·居里出生在哪里？'

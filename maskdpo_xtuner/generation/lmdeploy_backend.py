@@ -20,14 +20,16 @@ def build_generation_config(params: SamplingParams):
     (``params.do_sample`` False): ``do_sample=False, top_k=1, top_p=1.0, temperature=1.0``.
     """
     from lmdeploy import GenerationConfig
+    if params.presence_penalty or params.frequency_penalty:
+        raise ValueError('the lmdeploy pipeline backend has no presence/frequency penalty; '
+                         f'got {params.presence_penalty}/{params.frequency_penalty}')
+    common = dict(n=1, max_new_tokens=params.max_new_tokens, random_seed=params.seed,
+                  skip_special_tokens=True, repetition_penalty=params.repetition_penalty)
     if params.do_sample:
-        return GenerationConfig(n=1, do_sample=True, top_k=params.top_k, top_p=params.top_p,
-                                temperature=params.temperature,
-                                max_new_tokens=params.max_new_tokens,
-                                random_seed=params.seed, skip_special_tokens=True)
-    return GenerationConfig(n=1, do_sample=False, top_k=1, top_p=1.0, temperature=1.0,
-                            max_new_tokens=params.max_new_tokens, random_seed=params.seed,
-                            skip_special_tokens=True)
+        return GenerationConfig(do_sample=True, top_k=params.top_k, top_p=params.top_p,
+                                temperature=params.temperature, min_p=params.min_p, **common)
+    return GenerationConfig(do_sample=False, top_k=1, top_p=1.0, temperature=1.0, min_p=0.0,
+                            **common)
 
 
 class LMDeployBackend:

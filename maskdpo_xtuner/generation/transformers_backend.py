@@ -16,13 +16,15 @@ class RowSampler:
 
     def __init__(self, params: SamplingParams, row_seeds: Sequence[int]):
         import torch
-        from transformers import (TemperatureLogitsWarper, TopKLogitsWarper,
+        from transformers import (MinPLogitsWarper, TemperatureLogitsWarper, TopKLogitsWarper,
                                   TopPLogitsWarper)
-        self.warpers = [TemperatureLogitsWarper(params.temperature)]
+        self.warpers = [TemperatureLogitsWarper(params.temperature)]  # the order of generate()
         if params.top_k and params.top_k > 0:
             self.warpers.append(TopKLogitsWarper(params.top_k))
         if params.top_p < 1.0:
             self.warpers.append(TopPLogitsWarper(params.top_p))
+        if params.min_p:
+            self.warpers.append(MinPLogitsWarper(params.min_p))
         self.generators = [torch.Generator().manual_seed(s) for s in row_seeds]
 
     def __call__(self, input_ids, scores):
@@ -76,12 +78,19 @@ class TransformersBackend:
         self.eos_token_ids = list(dict.fromkeys([self.tokenizer.eos_token_id] + model_eos))
 
     def _generate_kwargs(self, params: SamplingParams) -> dict:
+        if params.presence_penalty or params.frequency_penalty:
+            raise ValueError('the transformers backend has no presence/frequency penalty; '
+                             f'got {params.presence_penalty}/{params.frequency_penalty}')
+        # repetition_penalty and min_p explicit too: model.generate would otherwise take them
+        # from the model folder's generation_config.json
         kw = dict(max_new_tokens=params.max_new_tokens, do_sample=params.do_sample,
-                  eos_token_id=self.eos_token_ids, pad_token_id=self.tokenizer.pad_token_id)
+                  eos_token_id=self.eos_token_ids, pad_token_id=self.tokenizer.pad_token_id,
+                  repetition_penalty=params.repetition_penalty)
         if params.do_sample:
-            kw.update(top_k=params.top_k, temperature=params.temperature, top_p=params.top_p)
+            kw.update(top_k=params.top_k, temperature=params.temperature, top_p=params.top_p,
+                      min_p=params.min_p or None)
         else:  # neutral values: the model's generation_config must not re-enable any filter
-            kw.update(top_k=None, temperature=None, top_p=None)
+            kw.update(top_k=None, temperature=None, top_p=None, min_p=None)
         return kw
 
     def generate(self, conversations: List[List[dict]], params: SamplingParams,
@@ -105,7 +114,7 @@ class TransformersBackend:
                                  return_token_type_ids=False).to(self.device)
             step = dict(kw)
             if row_seeds is not None:  # seeded: each row with its own generator
-                step.update(do_sample=False, top_k=None, temperature=None, top_p=None,
+                step.update(do_sample=False, top_k=None, temperature=None, top_p=None, min_p=None,
                             logits_processor=LogitsProcessorList([RowSampler(
                                 params, row_seeds[start:start + self.batch_size])]))
             with torch.no_grad():

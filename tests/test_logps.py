@@ -2,14 +2,14 @@
 without ever holding the [batch, length, vocabulary] logits."""
 import pytest
 import torch
-import torch.nn.functional as F
 from peft import LoraConfig
 from torch.utils._python_dispatch import TorchDispatchMode
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from conftest import SAMPLE, hf, twin_models
 from maskdpo_xtuner.dataset import PackedPairs, build_maskdpo_dataset, maskdpo_collate_fn
-from maskdpo_xtuner.model import MaskDPO, head_logps, logps as logps_module
+from maskdpo_xtuner.model import MaskDPO, head_logps
+from maskdpo_xtuner.model import logps as logps_module
 from maskdpo_xtuner.model.reference import compute_ref_logps
 
 LORA = dict(type=LoraConfig, r=4, lora_alpha=8, lora_dropout=0.0, bias='none',

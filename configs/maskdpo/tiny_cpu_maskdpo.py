@@ -50,6 +50,7 @@ model = dict(
              torch_dtype=torch.float32),
     ref_llm=None,  # a frozen copy of the policy
     ref_logps_cache=ref_logps_cache,
+    chunked_lm_head=True,  # the LM head by chunks: no [batch, length, vocabulary] logits
 )
 
 train_dataloader = dict(

@@ -81,9 +81,9 @@ class MaskDPO(DPO):
         self.chunked_lm_head = chunked_lm_head
         self.ref_llm = self._build_reference(ref_llm, kwargs.get('max_position_embeddings'))
         if chunked_lm_head:  # an unsupported head fails here, not at the first step
-            for llm in (self.llm, self.ref_llm):
-                if llm is not None:
-                    split_head(llm)
+            for model in (self.llm, self.ref_llm):
+                if model is not None:
+                    split_head(model)
 
     def _build_reference(self, ref_llm, max_position_embeddings):
         """None with cached log-probs, or with LoRA (the reference is the adapter switched off);

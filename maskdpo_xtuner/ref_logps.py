@@ -21,7 +21,9 @@ label mapping, ``separator_tokens`` / ``end_tokens``) are applied later from ``t
 changing them reuses the same file.
 
 Stored per sequence: ``len(ids) - 1`` fp32 values, value t = log p(ids[t + 1] | ids[:t + 1]) (0 on
-prompt tokens), exactly what ``token_logps`` returns for that row; 4 bytes per token in total.
+prompt tokens), exactly what the policy's own scoring (``model/logps.py``) returns for that row;
+4 bytes per token in total. The pass that computes them is ``model/reference.py``: this file
+holds the format, the keys and the checks, and imports nothing from the model or the dataset.
 """
 import hashlib
 import json
@@ -31,7 +33,6 @@ from typing import Dict, List, Sequence
 
 import torch
 from mmengine.logging import print_log
-from tqdm import tqdm
 
 from .io import hash_file
 
@@ -102,37 +103,7 @@ def _local_snapshot(repo_id, revision):
                          f'for ref_logps_cache: {e}') from e
 
 
-# ---------------------------------------------------------------------------- compute
-@torch.no_grad()
-def compute_ref_logps(reference, items: Sequence[dict], indices=None, batch_size: int = 8,
-                      progress: bool = True) -> Dict[int, tuple]:
-    """One no-grad pass: {index: (chosen logps, rejected logps)}, fp32 on CPU.
-
-    Pairs are batched longest first (little padding, and out-of-memory shows at once).
-    """
-    from .dataset.collate import maskdpo_collate_fn
-    from .model.loss import token_logps
-    device = next(reference.parameters()).device
-    indices = range(len(items)) if indices is None else indices
-    order = sorted(indices, key=lambda i: -len(items[i]['chosen_ids'])
-                   - len(items[i]['rejected_ids']))
-    out = {}
-    bar = tqdm(total=len(order), desc='reference log-probs', unit='pair', disable=not progress,
-               mininterval=2)
-    for s in range(0, len(order), batch_size):
-        batch = order[s:s + batch_size]
-        data = maskdpo_collate_fn([items[i] for i in batch], return_hf_format=True)
-        labels = data.pop('labels').to(device)
-        data = {k: data[k].to(device) for k in ('input_ids', 'attention_mask', 'position_ids')}
-        logps = token_logps(reference(**data).logits, labels).cpu()
-        for j, i in enumerate(batch):
-            out[i] = tuple(logps[2 * j + k, :len(items[i][f'{side}_ids']) - 1].clone()
-                           for k, side in enumerate(('chosen', 'rejected')))
-        bar.update(len(batch))
-    bar.close()
-    return out
-
-
+# ---------------------------------------------------------------------------- file
 def save_ref_logps(path: str, logps: Dict[int, tuple], key: dict, reference: dict):
     """Write the cache atomically: one flat fp32 tensor, per-sequence offsets, and the key."""
     rows = [logps[i][k] for i in range(len(logps)) for k in (0, 1)]

@@ -82,3 +82,29 @@ def smollm2_dir():
     its setup step) and converts it in ~20-50 s; later sessions reuse the cached folder."""
     from maskdpo_xtuner.real_model import build
     return str(build())
+
+
+def hf(path, dtype=None):
+    """The config dict of a Hugging Face causal LM at ``path`` (fp32 unless told)."""
+    import torch
+    from mmengine.config import ConfigDict
+    from transformers import AutoModelForCausalLM
+    return ConfigDict(type=AutoModelForCausalLM.from_pretrained,
+                      pretrained_model_name_or_path=path, torch_dtype=dtype or torch.float32)
+
+
+def twin_models(model_dir, seed, second, dtype=None, **kw):
+    """Two MaskDPO models with the same policy (the reference plus seeded noise, so the loss is
+    not log 2); the second is built with the extra options ``second``. Activation checkpointing
+    is off unless ``kw`` says otherwise."""
+    import torch
+    from maskdpo_xtuner.model import MaskDPO
+    kw.setdefault('use_activation_checkpointing', False)
+    first = MaskDPO(hf(model_dir, dtype), **kw)
+    other = MaskDPO(hf(model_dir, dtype), **second, **kw)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for p in first.llm.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    other.llm.load_state_dict(first.llm.state_dict())
+    return first, other

@@ -12,9 +12,9 @@ import pytest
 import torch
 from mmengine.config import ConfigDict
 from torch.utils._python_dispatch import TorchDispatchMode
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoTokenizer
 
-from conftest import ROOT, SAMPLE, fp32_sum_tolerance
+from conftest import ROOT, SAMPLE, fp32_sum_tolerance, hf, twin_models
 from maskdpo_xtuner.dataset import PackedPairs, build_maskdpo_dataset, maskdpo_collate_fn
 from maskdpo_xtuner.model import MaskDPO
 from maskdpo_xtuner.model import maskdpo as maskdpo_module
@@ -25,11 +25,6 @@ from maskdpo_xtuner.train import model_path_options
 
 TINY = os.path.join(ROOT, 'configs', 'maskdpo', 'tiny_cpu_maskdpo.py')
 sys.path.insert(0, os.path.join(ROOT, 'tools'))
-
-
-def hf(path, dtype=torch.float32):
-    return ConfigDict(type=AutoModelForCausalLM.from_pretrained,
-                      pretrained_model_name_or_path=path, torch_dtype=dtype)
 
 
 def cache_options(model_dir, cache):
@@ -69,19 +64,6 @@ def cache(tiny_model_dir, tmp_path_factory):
 def data(tiny_model_dir):
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     return build_maskdpo_dataset(SAMPLE, tok, 256, progress=False)
-
-
-def twin_models(model_dir, seed, second, dtype=torch.float32, **kw):
-    """Two MaskDPO models with the same policy (the reference plus seeded noise, so the loss is
-    not log 2); the second is built with the extra options ``second``."""
-    first = MaskDPO(hf(model_dir, dtype), use_activation_checkpointing=False, **kw)
-    other = MaskDPO(hf(model_dir, dtype), use_activation_checkpointing=False, **second, **kw)
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for p in first.llm.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    other.llm.load_state_dict(first.llm.state_dict())
-    return first, other
 
 
 def models(model_dir, cache):
@@ -200,12 +182,12 @@ def test_switch_set_on_one_side_only_is_refused(tiny_model_dir, cache, data):
 
 
 def test_changing_the_masks_reuses_the_cache(tiny_model_dir, cache, data, monkeypatch):
-    import maskdpo_xtuner.ref_logps as ref_logps
+    import maskdpo_xtuner.model.reference as reference
 
     def no_recompute(*a, **k):
         raise AssertionError('reference log-probs recomputed')
 
-    monkeypatch.setattr(ref_logps, 'compute_ref_logps', no_recompute)
+    monkeypatch.setattr(reference, 'compute_ref_logps', no_recompute)
     before = (sha(cache), os.path.getmtime(cache))
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     cached_data = build_maskdpo_dataset(SAMPLE, tok, 256, progress=False, ref_logps_cache=cache)

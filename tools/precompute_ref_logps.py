@@ -21,8 +21,7 @@ import torch
 import torch.distributed as dist
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from maskdpo_xtuner.ref_logps import (compute_ref_logps, data_key,  # noqa: E402
-                                      reference_fingerprint, save_ref_logps)
+from maskdpo_xtuner.ref_logps import data_key, reference_fingerprint, save_ref_logps  # noqa: E402
 
 
 def dataset_cfg(cfg):
@@ -65,6 +64,7 @@ def main(argv=None):
     from xtuner.registry import BUILDER
 
     from maskdpo_xtuner.model.maskdpo import build_reference
+    from maskdpo_xtuner.model.reference import compute_ref_logps
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('config')
@@ -90,7 +90,8 @@ def main(argv=None):
           f'{len(dataset)} pairs (max_length {dataset.max_length})', flush=True)
 
     logps = compute_ref_logps(reference, dataset.items, range(rank, len(dataset), world),
-                              args.batch_size, progress=rank == 0)
+                              args.batch_size, progress=rank == 0,
+                              chunked_lm_head=cfg.model.get('chunked_lm_head', True))
     if world > 1:
         parts = [None] * world if rank == 0 else None
         dist.gather_object(logps, parts, dst=0)

@@ -11,7 +11,7 @@ from xtuner.parallel.sequence import get_sequence_parallel_world_size
 
 from ..labels import PROMPT
 from ..ref_logps import check_reference
-from .logps import token_logps
+from .logps import lm_logps, split_head
 from .loss import LOSS_TYPES, MASK_MODES, mask_dpo_loss
 
 
@@ -52,6 +52,11 @@ class MaskDPO(DPO):
             True)``, batch size 1). With flash-attn 2 (GPU) XTuner's varlen attention reads the
             boundaries from ``VarlenAttnArgsToMessageHubHook``; otherwise (CPU, SDPA, eager) a
             block-diagonal causal mask is passed. No sequence attends across a boundary.
+        chunked_lm_head: True (default) computes per-token log-probs straight from the last
+            hidden state, the LM head applied by chunks of labelled positions and recomputed in
+            backward: no [batch, length, vocabulary] logits or logit gradient ever exist, for
+            the policy or the online reference (``model/logps.py``). False: the model's own
+            forward builds the logits (XTuner's way; same values).
 
     The batch must come from ``maskdpo_collate_fn`` (it carries ``token_class``).
     """
@@ -60,7 +65,7 @@ class MaskDPO(DPO):
 
     def __init__(self, llm, ref_llm=None, beta=0.1, loss_type='sigmoid', label_smoothing=0.0,
                  mask_mode='both', separator_tokens='keep', end_tokens='keep',
-                 ref_logps_cache=None, **kwargs):
+                 ref_logps_cache=None, chunked_lm_head=True, **kwargs):
         if mask_mode not in MASK_MODES:
             raise ValueError(f'mask_mode must be one of {MASK_MODES}, got {mask_mode!r}')
         if loss_type not in LOSS_TYPES:
@@ -73,7 +78,12 @@ class MaskDPO(DPO):
         self.mask_mode = mask_mode
         self.separator_tokens, self.end_tokens = separator_tokens, end_tokens
         self.ref_logps_cache = ref_logps_cache
+        self.chunked_lm_head = chunked_lm_head
         self.ref_llm = self._build_reference(ref_llm, kwargs.get('max_position_embeddings'))
+        if chunked_lm_head:  # an unsupported head fails here, not at the first step
+            for model in (self.llm, self.ref_llm):
+                if model is not None:
+                    split_head(model)
 
     def _build_reference(self, ref_llm, max_position_embeddings):
         """None with cached log-probs, or with LoRA (the reference is the adapter switched off);
@@ -94,8 +104,8 @@ class MaskDPO(DPO):
         labels, token_class = data.pop('labels'), data.pop('token_class')
         cached = data.pop('ref_logps', None)
         cu_seqlens = self._packed_attention(data) if self.use_varlen_attn else None
-        ref = self.reference_logps(data, labels, cached)  # first: its logits go before ours come
-        policy = token_logps(self.llm(**data).logits, labels)
+        ref = self.reference_logps(data, labels, cached)  # first: its memory goes before ours
+        policy = lm_logps(self.llm, data, labels, self.chunked_lm_head)
         if cu_seqlens is not None:  # one packed row -> one row per sequence, as if unpacked
             policy, ref = unpack(policy, cu_seqlens, shifted=True), unpack(ref, cu_seqlens, True)
             token_class = unpack(token_class, cu_seqlens, pad_value=PROMPT)
@@ -116,8 +126,8 @@ class MaskDPO(DPO):
         with torch.no_grad():
             if self.ref_llm is None:  # LoRA: the base model is the reference
                 with self.llm.disable_adapter():
-                    return token_logps(self.llm(**data).logits, labels)
-            return token_logps(self.ref_llm(**data).logits, labels)
+                    return lm_logps(self.llm, data, labels, self.chunked_lm_head)
+            return lm_logps(self.ref_llm, data, labels, self.chunked_lm_head)
 
     def _packed_attention(self, data):
         """Boundaries (cu_seqlens) of a packed batch, and attention that respects them."""
@@ -155,7 +165,7 @@ def unpack(packed, cu_seqlens, shifted=False, pad_value=0):
     """A packed row [1, L] -> one row per sequence [n, max_len], padded with ``pad_value``.
 
     ``shifted``: per-token log-probs [1, L - 1] (position t scores token t + 1) -> [n, max_len - 1],
-    the layout ``token_logps`` gives unpacked rows. The score that crosses a boundary is 0 (the
+    the layout ``lm_logps`` gives unpacked rows. The score that crosses a boundary is 0 (the
     collate function never labels a sequence's first token) and stays out of every row's sum.
     """
     if shifted:

@@ -108,3 +108,50 @@ def twin_models(model_dir, seed, second, dtype=None, **kw):
             p.add_(0.05 * torch.randn_like(p))
     other.llm.load_state_dict(first.llm.state_dict())
     return first, other
+
+
+# ---------------------------------------------------------------- shared by the cache and packing tests
+TINY_CONFIG = os.path.join(ROOT, 'configs', 'maskdpo', 'tiny_cpu_maskdpo.py')
+
+
+@pytest.fixture(scope='module')
+def one_thread():
+    """Tiny models on 2 shared cores: one thread avoids OpenMP contention (10x slower)."""
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def cache_options(model_dir, cache):
+    """--cfg-options of the tiny config with its model at ``model_dir`` and the reference cache
+    switched on (both places the config uses it)."""
+    from maskdpo_xtuner.train import model_path_options
+    opts = model_path_options(TINY_CONFIG, model_dir)
+    opts.update({'model.ref_logps_cache': cache,
+                 'train_dataloader.dataset.ref_logps_cache': cache})
+    return opts
+
+
+def precompute(model_dir, cache, **extra):
+    """tools/precompute_ref_logps.py on the tiny config; returns the cache path."""
+    opts = dict(cache_options(model_dir, cache), **extra)
+    return load_script('precompute_ref_logps').main(
+        [TINY_CONFIG, '--batch-size', '5', '--cfg-options']
+        + [f'{k}={v}' for k, v in opts.items()])
+
+
+@pytest.fixture(scope='module')
+def cache(tiny_model_dir, tmp_path_factory):
+    """The reference log-probs of the sample pairs under the tiny model."""
+    return precompute(tiny_model_dir, str(tmp_path_factory.mktemp('cache') / 'ref_logps.pt'))
+
+
+@pytest.fixture(scope='module')
+def data(tiny_model_dir):
+    """The sample pairs, tokenized for the tiny model (max_length 256)."""
+    from transformers import AutoTokenizer
+    from maskdpo_xtuner.dataset import build_maskdpo_dataset
+    return build_maskdpo_dataset(SAMPLE, AutoTokenizer.from_pretrained(tiny_model_dir), 256,
+                                 progress=False)

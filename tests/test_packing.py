@@ -1,6 +1,6 @@
 """Packed sequences (dataset/packing.py, collate, MaskDPO's block-diagonal attention): the same
-per-pair log-probs, loss and gradients as unpacked batches, in float64; XTuner's varlen path up
-to the GPU boundary."""
+per-pair log-probs, loss and gradients as unpacked batches, in float64; XTuner's flash-attn
+dispatch through exact CPU stand-ins (tests/flash_standin.py)."""
 import os
 
 import pytest
@@ -8,11 +8,12 @@ import torch
 from mmengine.config import ConfigDict
 from transformers import AutoTokenizer
 
+import flash_standin
 from conftest import ROOT, SAMPLE, fp32_sum_tolerance, hf, twin_models
 from maskdpo_xtuner.dataset import PackedPairs, build_maskdpo_dataset, maskdpo_collate_fn
 from maskdpo_xtuner.model import MaskDPO
 from maskdpo_xtuner.model import maskdpo as maskdpo_module
-from maskdpo_xtuner.model.loss import token_logps
+from maskdpo_xtuner.model.logps import lm_logps
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 
@@ -61,17 +62,22 @@ def test_packed_equals_unpacked_on_cpu(tiny_model_dir, data):
         torch.testing.assert_close(q.grad, p.grad, rtol=1e-9, atol=1e-12)
 
 
-def per_pair_logps(model, batch):
-    """Per-sequence summed policy log-probs [n], through the model's own (un)packing."""
-    data = dict(batch)
+def policy_and_reference_logps(model, data):
+    """Per-token (policy, reference) log-probs [n, T - 1], one row per sequence, packed or not."""
+    data = dict(data)
     labels = data.pop('labels')
     data.pop('token_class')
     cu = model._packed_attention(data) if model.use_varlen_attn else None
     with torch.no_grad():
-        logps = token_logps(model.llm(**data).logits, labels)
+        out = lm_logps(model.llm, data, labels), model.reference_logps(data, labels)
     if cu is not None:
-        logps = maskdpo_module.unpack(logps, cu, shifted=True)
-    return logps.sum(-1)
+        out = tuple(maskdpo_module.unpack(x, cu, shifted=True) for x in out)
+    return out
+
+
+def per_pair_logps(model, batch):
+    """Per-sequence summed policy log-probs [n], through the model's own (un)packing."""
+    return policy_and_reference_logps(model, batch)[0].sum(-1)
 
 
 def test_packed_per_pair_logps_equal_unpacked_and_would_not_without_the_mask(
@@ -132,29 +138,88 @@ def test_flash_attn_path_reads_xtuner_message_hub(tiny_model_dir, data, monkeypa
         hook.after_train_iter(None, 0)
 
 
-@pytest.mark.gpu
-def test_packed_equals_unpacked_with_flash_attn_varlen(tiny_model_dir, data):
-    pytest.importorskip('flash_attn')
-    import torch.distributed as dist
+def flash_twins(model_dir, dtype, device='cpu'):
+    """(unpacked with SDPA, packed with flash-attn 2 through XTuner's dispatch): the same noised
+    policy, the same reference (the weights before the noise), so policy != reference."""
+    from mmengine.config import ConfigDict
+    unpacked = MaskDPO(hf(model_dir, dtype), use_activation_checkpointing=False)
+    packed = MaskDPO(ConfigDict(hf(model_dir, dtype), attn_implementation='flash_attention_2'),
+                     use_varlen_attn=True, use_activation_checkpointing=False)
+    assert packed.llm.config._attn_implementation == 'flash_attention_2'
+    torch.manual_seed(5)
+    with torch.no_grad():
+        for p in unpacked.llm.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    packed.llm.load_state_dict(unpacked.llm.state_dict())
+    return unpacked.to(device), packed.to(device)
+
+
+def through_the_hub(model, batch, run):
+    """``run(data)`` with the boundaries where XTuner's hook puts them, as in training."""
     from xtuner.engine.hooks import VarlenAttnArgsToMessageHubHook
-    if not dist.is_initialized():  # XTuner's varlen attention asks for the rank
-        dist.init_process_group('nccl', init_method='tcp://127.0.0.1:29533', rank=0,
-                                world_size=1)
-    cfg = ConfigDict(hf(tiny_model_dir), torch_dtype=torch.bfloat16,
-                     attn_implementation='flash_attention_2')
-    unpacked = MaskDPO(cfg, use_activation_checkpointing=False).cuda()
-    packed = MaskDPO(ConfigDict(cfg), use_varlen_attn=True,
-                     use_activation_checkpointing=False).cuda()
-    pack = PackedPairs(data, max_packed_length=1024, seed=0)[0]
-    to_cuda = lambda d: {k: (v.cuda() if torch.is_tensor(v) else v) for k, v in d.items()}  # noqa
-    a = unpacked.compute_loss(to_cuda(maskdpo_collate_fn(pack['pairs'])['data']))
-    batch = maskdpo_collate_fn([pack], use_varlen_attn=True)
     hook = VarlenAttnArgsToMessageHubHook()
     hook.before_train_iter(None, 0, batch)
     try:
-        b = packed.compute_loss(to_cuda(batch['data']))
+        return run(batch['data'])
     finally:
         hook.after_train_iter(None, 0)
+
+
+def test_xtuner_flash_varlen_dispatch_packed_equals_unpacked(tiny_model_dir, data, monkeypatch):
+    """XTuner 0.2.0's Llama varlen forward drops position_ids, so transformers 4.48 ran
+    flash_attn_func over the whole packed row (sequences attended to earlier ones); with
+    model/flash.py it runs flash_attn_varlen_func on the boundaries."""
+    flash_standin.install(monkeypatch)
+    unpacked, packed = flash_twins(tiny_model_dir, torch.float64)
+    pack = PackedPairs(data, max_packed_length=1024, seed=3)[0]
+    assert len(pack['pairs']) >= 3
+    plain = maskdpo_collate_fn(pack['pairs'])['data']
+    scored = plain['labels'][:, 1:] != -100
+    want_policy, want_ref = policy_and_reference_logps(unpacked, plain)
+    assert not torch.allclose(want_policy[scored], want_ref[scored])  # policy != reference
+    flash_standin.CALLS.clear()
+    policy, ref = through_the_hub(packed, maskdpo_collate_fn([pack], use_varlen_attn=True),
+                                  lambda d: policy_and_reference_logps(packed, d))
+    assert policy.shape == want_policy.shape
+    torch.testing.assert_close(policy[scored], want_policy[scored], rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(ref[scored], want_ref[scored], rtol=1e-10, atol=1e-10)
+    called = {name for name, _ in flash_standin.CALLS}
+    assert called == {'flash_attn_varlen_func'}, flash_standin.CALLS[:3]
+    a = unpacked.compute_loss(maskdpo_collate_fn(pack['pairs'])['data'])
+    b = through_the_hub(packed, maskdpo_collate_fn([pack], use_varlen_attn=True),
+                        packed.compute_loss)
+    assert a['chosen_rewards'].item() != 0
+    for key in a:
+        assert b[key].item() == pytest.approx(a[key].item(), rel=1e-10, abs=1e-12), key
+
+
+def test_xtuner_flash_dispatch_runs_without_a_process_group(tiny_model_dir, data, monkeypatch):
+    """Single-GPU LoRA / single-process launches: XTuner's (non-varlen) flash forward asked
+    torch.distributed for the rank on every call and raised without a process group."""
+    flash_standin.install(monkeypatch)
+    sdpa = MaskDPO(hf(tiny_model_dir, torch.float64), use_activation_checkpointing=False)
+    flash = MaskDPO(ConfigDict(hf(tiny_model_dir, torch.float64),
+                               attn_implementation='flash_attention_2'),
+                    use_activation_checkpointing=False)
+    ids = torch.tensor([data[0]['chosen_ids']])
+    with torch.no_grad():
+        want = sdpa.llm(input_ids=ids).logits
+        got = flash.llm(input_ids=ids).logits
+    assert [name for name, _ in flash_standin.CALLS][:1] == ['flash_attn_func']
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.gpu
+def test_packed_equals_unpacked_with_flash_attn_varlen(tiny_model_dir, data):
+    """The same on a GPU with the real flash-attn, in bf16, policy != reference."""
+    pytest.importorskip('flash_attn')
+    unpacked, packed = flash_twins(tiny_model_dir, torch.bfloat16, 'cuda')
+    pack = PackedPairs(data, max_packed_length=1024, seed=0)[0]
+    to_cuda = lambda d: {k: (v.cuda() if torch.is_tensor(v) else v) for k, v in d.items()}  # noqa
+    a = unpacked.compute_loss(to_cuda(maskdpo_collate_fn(pack['pairs'])['data']))
+    b = through_the_hub(packed, maskdpo_collate_fn([pack], use_varlen_attn=True),
+                        lambda d: packed.compute_loss(to_cuda(d)))
+    assert abs(a['chosen_rewards'].item()) > 1e-3  # policy != reference
     for key in ('chosen_rewards', 'rejected_rewards'):
         assert b[key].item() == pytest.approx(a[key].item(), abs=2e-2), key
 

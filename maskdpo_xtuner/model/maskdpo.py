@@ -11,6 +11,7 @@ from xtuner.parallel.sequence import get_sequence_parallel_world_size
 
 from ..labels import PROMPT
 from ..ref_logps import check_reference
+from .flash import repair_xtuner_flash_dispatch
 from .logps import lm_logps, split_head
 from .loss import LOSS_TYPES, MASK_MODES, mask_dpo_loss
 
@@ -32,7 +33,9 @@ class _CpuSafeFinetune(SupervisedFinetune):
 def build_reference(llm_cfg):
     """A frozen reference model built as ``MaskDPO`` builds one (same attention and dtype
     choice), for ``tools/precompute_ref_logps.py``."""
-    return disable_grad(_CpuSafeFinetune(llm_cfg, use_activation_checkpointing=False).llm)
+    llm = disable_grad(_CpuSafeFinetune(llm_cfg, use_activation_checkpointing=False).llm)
+    repair_xtuner_flash_dispatch()
+    return llm
 
 
 class MaskDPO(DPO):
@@ -80,6 +83,7 @@ class MaskDPO(DPO):
         self.ref_logps_cache = ref_logps_cache
         self.chunked_lm_head = chunked_lm_head
         self.ref_llm = self._build_reference(ref_llm, kwargs.get('max_position_embeddings'))
+        repair_xtuner_flash_dispatch()  # packed rows and single-process runs (model/flash.py)
         if chunked_lm_head:  # an unsupported head fails here, not at the first step
             for model in (self.llm, self.ref_llm):
                 if model is not None:

@@ -7,9 +7,12 @@ nested one level deeper when packing). :func:`model_path_keys` finds them all, s
 a model is one option everywhere: ``tools/train.py CONFIG --model PATH``, the world study and
 the tests all go through :func:`model_path_options`.
 
-:func:`train_command` builds the command that really trains: ``python -m xtuner.tools.train``
-(``torchrun`` for several processes), which returns the trainer's exit code, unlike the
-``xtuner train`` wrapper, which exits 0 when training fails. It also sets
+:func:`train_command` builds the command that really trains: ``python -m maskdpo_xtuner.train``
+(``torchrun`` for several processes), which runs XTuner's ``xtuner.tools.train`` and returns the
+trainer's exit code, unlike the ``xtuner train`` wrapper, which exits 0 when training fails. On a
+machine without CUDA it first makes ``torch.cuda.set_device`` a no-op: mmengine's ``init_dist``
+calls it for every torch launcher, so several CPU processes (gloo, DeepSpeed ZeRO-3 included)
+could not start otherwise. It also sets
 ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``: XTuner reads ``--resume PATH`` checkpoints (mmengine
 pickles) before any code of ours runs, and torch >= 2.6 refuses them otherwise.
 """
@@ -66,7 +69,7 @@ def train_command(config: str, work_dir: Optional[str] = None, model: Optional[s
     options.update(cfg_options or {})
     launch = ([python, '-m', 'torch.distributed.run', '--nproc_per_node', str(nproc), '-m']
               if nproc > 1 else [python, '-m'])
-    cmd = launch + ['xtuner.tools.train', config]
+    cmd = launch + ['maskdpo_xtuner.train', config]
     if nproc > 1:
         cmd += ['--launcher', 'pytorch']
     if work_dir:
@@ -89,3 +92,17 @@ def _option(v) -> str:
 def train_env(env: Optional[dict] = None) -> dict:
     """The environment training runs with (mmengine checkpoints load under torch >= 2.6)."""
     return dict(os.environ if env is None else env, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD='1')
+
+
+def _run_xtuner_train(argv: List[str]) -> None:
+    import runpy
+
+    import torch
+    if not torch.cuda.is_available():  # mmengine's init_dist sets a CUDA device unconditionally
+        torch.cuda.set_device = lambda device: None
+    sys.argv = ['xtuner.tools.train', *argv]
+    runpy.run_module('xtuner.tools.train', run_name='__main__', alter_sys=True)
+
+
+if __name__ == '__main__':
+    _run_xtuner_train(sys.argv[1:])

@@ -8,8 +8,9 @@
 # Set MASKDPO_VENV to choose the folder yourself.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-HASH=$(cat "$ROOT/requirements.txt" "$ROOT/requirements-override.txt" "$ROOT/tools/setup_env.sh" \
-       | sha256sum | cut -c1-12)
+GPU=$(nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)  # flash-attn only with a GPU
+HASH=$( (cat "$ROOT/requirements.txt" "$ROOT/requirements-override.txt" "$ROOT/tools/setup_env.sh" \
+        "$ROOT/requirements-gpu.txt"; echo "$GPU") | sha256sum | cut -c1-12)
 VENV=${MASKDPO_VENV:-$HOME/.cache/maskdpo-xtuner/venv-$HASH}
 PY=${PYTHON:-python3}
 
@@ -21,6 +22,11 @@ if [ ! -f "$VENV/.complete" ]; then
   "$VENV/bin/pip" install -q --upgrade pip setuptools wheel >&2
   "$VENV/bin/pip" install -r "$ROOT/requirements.txt" >&2
   "$VENV/bin/pip" install --no-deps -r "$ROOT/requirements-override.txt" >&2
+  if [ "$GPU" = gpu ]; then
+    "$VENV/bin/pip" install --no-build-isolation -r "$ROOT/requirements-gpu.txt" >&2
+  else
+    echo "[setup] no GPU (nvidia-smi failed): flash-attn (requirements-gpu.txt) not installed" >&2
+  fi
   touch "$VENV/.complete"
 fi
 # Editable install of this checkout (no dependencies: they are all above). Takes a second.

@@ -74,9 +74,11 @@ def tokenizer_fingerprint(tokenizer) -> str:
 WEIGHT_FILES = ('.safetensors', '.bin', '.pt', '.pth')
 
 
-def reference_fingerprint(llm_cfg) -> dict:
+def reference_fingerprint(llm_cfg, dtype) -> dict:
     """The reference half of the key, from the config that loads the reference (not the model:
-    training must not load it). Hashes every weight file, so expect ~10 s per 16 GB."""
+    training must not load it) and the dtype it really runs in (``precompute_ref_logps``: the
+    built model's; training: ``model.maskdpo.resolved_dtype``, never the config's ``None``).
+    Hashes every weight file, so expect ~10 s per 16 GB."""
     if not isinstance(llm_cfg, dict) or 'pretrained_model_name_or_path' not in llm_cfg:
         raise ValueError('ref_logps_cache needs the reference as a config dict with '
                          f'pretrained_model_name_or_path, got {type(llm_cfg).__name__}')
@@ -91,7 +93,7 @@ def reference_fingerprint(llm_cfg) -> dict:
         h.update(f.encode())
         hash_file(h, os.path.join(folder, f))
     return {'path': name, 'weights_sha256': h.hexdigest(),
-            'torch_dtype': str(llm_cfg.get('torch_dtype'))}
+            'torch_dtype': str(dtype)}
 
 
 def _local_snapshot(repo_id, revision):
@@ -155,10 +157,11 @@ def attach_ref_logps(items: List[dict], path: str, tokenizer, max_length: int):
               f"(computed {meta['created']} with {meta['reference']['path']})", logger='current')
 
 
-def check_reference(path: str, llm_cfg) -> dict:
-    """The model side of ``ref_logps_cache``: the cache was computed with these weights."""
+def check_reference(path: str, llm_cfg, dtype) -> dict:
+    """The model side of ``ref_logps_cache``: the cache was computed with these weights, in
+    this dtype."""
     meta = load_ref_logps(path)['meta']
-    now = reference_fingerprint(llm_cfg)
+    now = reference_fingerprint(llm_cfg, dtype)
     cached = meta['reference']
     diffs = [f'reference {k}: cache {cached[k]}, this run {now[k]} ({now["path"]})'
              for k in ('weights_sha256', 'torch_dtype') if cached[k] != now[k]]

@@ -142,3 +142,21 @@ def test_builds_from_config_dict_on_cpu(tiny_model_dir):
     assert not any(p.requires_grad for p in model.ref_llm.parameters())
     assert all(p.requires_grad for p in model.llm.parameters())
     assert model.llm.config._attn_implementation == 'sdpa'
+
+
+def test_export_keeps_the_training_dtype(tiny_model_dir, tmp_path):
+    """XTuner's to_hf wrote fp16 unless --fp32; a bf16 policy now exports bf16, --fp32 fp32."""
+    import json
+
+    from transformers import AutoTokenizer
+    cfg = ConfigDict(tokenizer=dict(type=AutoTokenizer.from_pretrained,
+                                    pretrained_model_name_or_path=tiny_model_dir))
+    llm = ConfigDict(type=AutoModelForCausalLM.from_pretrained,
+                     pretrained_model_name_or_path=tiny_model_dir, torch_dtype=torch.bfloat16)
+    for fp32, want in ((False, 'bfloat16'), (True, 'float32')):
+        model = MaskDPO(ConfigDict(llm), use_activation_checkpointing=False)
+        out = tmp_path / f'fp32_{fp32}'
+        model.to_hf(cfg, str(out), fp32=fp32)
+        assert json.loads((out / 'config.json').read_text())['torch_dtype'] == want
+        saved = AutoModelForCausalLM.from_pretrained(str(out), torch_dtype='auto')
+        assert {p.dtype for p in saved.parameters()} == {getattr(torch, want)}

@@ -76,6 +76,38 @@ def test_stale_cache_is_refused(tiny_model_dir, cache, data, tmp_path, bpe_token
                 use_activation_checkpointing=False)
 
 
+def test_the_cache_records_the_dtype_the_reference_really_ran_in(tiny_model_dir, cache,
+                                                                 tmp_path):
+    """A config without torch_dtype loads fp32: the fingerprint says torch.float32 (it said
+    'None', so an fp32 cache and a bf16 run that set no dtype could not be told apart)."""
+    from maskdpo_xtuner.ref_logps import load_ref_logps
+    assert load_ref_logps(cache)['meta']['reference']['torch_dtype'] == 'torch.float32'
+    unset = precompute(tiny_model_dir, str(tmp_path / 'unset.pt'),
+                       **{'model.llm.torch_dtype': None})
+    assert load_ref_logps(unset)['meta']['reference']['torch_dtype'] == 'torch.float32'
+    for dtype in (None, 'auto', 'float32'):  # all load fp32 here: the fp32 cache is accepted
+        MaskDPO(ConfigDict(hf(tiny_model_dir), torch_dtype=dtype), ref_logps_cache=unset,
+                use_activation_checkpointing=False)
+    with pytest.raises(StaleRefLogps, match=r'torch_dtype: cache torch.float32, this run '
+                                            r'torch.bfloat16'):
+        MaskDPO(ConfigDict(hf(tiny_model_dir), torch_dtype='bfloat16'), ref_logps_cache=unset,
+                use_activation_checkpointing=False)
+
+
+def test_lora_base_keeps_its_bf16_weights(tiny_model_dir, data):
+    """peft's k-bit preparation cast a bf16 base to fp32 (2x memory); only the adapter is fp32."""
+    from peft import LoraConfig
+    model = MaskDPO(hf(tiny_model_dir, torch.bfloat16), use_activation_checkpointing=False,
+                    lora=dict(type=LoraConfig, r=4, lora_alpha=8, task_type='CAUSAL_LM'))
+    dtypes = {n: p.dtype for n, p in model.llm.named_parameters()}
+    assert {d for n, d in dtypes.items() if 'lora_' not in n} == {torch.bfloat16}
+    assert {d for n, d in dtypes.items() if 'lora_' in n} == {torch.float32}
+    assert all(p.requires_grad == ('lora_' in n) for n, p in model.llm.named_parameters())
+    out = model.compute_loss(maskdpo_collate_fn(data[:2])['data'])
+    out['loss'].backward()
+    assert all(p.grad is not None for n, p in model.llm.named_parameters() if 'lora_' in n)
+
+
 def test_switch_set_on_one_side_only_is_refused(tiny_model_dir, cache, data):
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     online, cached = models(tiny_model_dir, cache)

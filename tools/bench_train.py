@@ -114,7 +114,7 @@ def prepare_data(tok, pairs, max_length, seed, folder):
     logps = compute_ref_logps(model.eval(), items, batch_size=pairs, progress=False)
     cache = os.path.join(folder, 'ref_logps.pt')
     save_ref_logps(cache, logps, data_key(items, tok, max_length),
-                   reference_fingerprint(llm_cfg(os.path.join(tmp, 'ref'))))
+                   reference_fingerprint(llm_cfg(os.path.join(tmp, 'ref')), torch.float32))
     precompute_s = time.perf_counter() - t0
     torch.save(items, os.path.join(folder, 'items.pt'))
     cached = [dict(it) for it in items]

@@ -83,9 +83,9 @@ def main(argv=None):
     dataset = BUILDER.build(ds_cfg)
     key = data_key(dataset.items, dataset.tokenizer, dataset.max_length)
     ref_cfg = cfg.model.ref_llm if cfg.model.get('ref_llm') is not None else cfg.model.llm
-    ref_id = reference_fingerprint(ref_cfg)  # before building: that fills in the config
     device = f'cuda:{torch.cuda.current_device()}' if torch.cuda.is_available() else 'cpu'
     reference = build_reference(copy.deepcopy(ref_cfg)).to(device)
+    ref_id = reference_fingerprint(ref_cfg, next(reference.parameters()).dtype)  # the real one
     print(f'[rank {rank}/{world}] reference {ref_id["path"]} on {device}, '
           f'{len(dataset)} pairs (max_length {dataset.max_length})', flush=True)
 

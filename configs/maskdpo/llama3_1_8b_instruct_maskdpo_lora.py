@@ -20,7 +20,7 @@ global_batch = batch_size * accumulative_counts * num_gpus  # 64
 lr = 5e-5
 
 model.ref_llm = None
-model.llm.torch_dtype = torch.bfloat16
+model.llm.torch_dtype = torch.bfloat16  # the frozen base stays bf16 (MaskDPO._prepare_for_lora)
 model.lora = dict(type=LoraConfig, r=64, lora_alpha=16, lora_dropout=0.05, bias='none',
                   task_type='CAUSAL_LM')
 train_dataloader.batch_size = batch_size

@@ -1,12 +1,17 @@
 """``MaskDPO``: XTuner's DPO model with sentence masks applied through explicit token weights."""
+import copy
+
 import torch
 import torch.nn.functional as F
 from mmengine import MessageHub
 from mmengine.dist import get_rank
 from mmengine.logging import print_log
+from mmengine.runner import load_checkpoint
+from peft import get_peft_model
 from torch.nn.utils.rnn import pad_sequence
 from xtuner.model.dpo import DPO, create_reference_model, disable_grad
 from xtuner.model.sft import SupervisedFinetune
+from xtuner.model.utils import find_all_linear_names
 from xtuner.parallel.sequence import get_sequence_parallel_world_size
 
 from ..labels import PROMPT
@@ -28,6 +33,22 @@ def _prepare_attn_cpu_safe(cfg, llm_cfg):
 
 class _CpuSafeFinetune(SupervisedFinetune):
     _prepare_for_flash_attn = staticmethod(_prepare_attn_cpu_safe)
+
+
+def resolved_dtype(llm_cfg) -> torch.dtype:
+    """The dtype ``llm_cfg``'s model is loaded in, without loading it: after the attention
+    preparation MaskDPO applies (with flash-attn 2 XTuner sets bf16/fp16 whatever the config
+    says), ``None`` -> torch's default dtype, ``'auto'`` -> its config.json's."""
+    from transformers import AutoConfig
+    cfg = copy.deepcopy(llm_cfg)
+    hf_cfg = AutoConfig.from_pretrained(cfg['pretrained_model_name_or_path'],
+                                        trust_remote_code=True)
+    dtype = _prepare_attn_cpu_safe(cfg, hf_cfg).get('torch_dtype')
+    if dtype == 'auto':
+        dtype = getattr(hf_cfg, 'torch_dtype', None)
+    if dtype is None:
+        return torch.get_default_dtype()
+    return getattr(torch, dtype) if isinstance(dtype, str) else dtype
 
 
 def build_reference(llm_cfg):
@@ -74,7 +95,8 @@ class MaskDPO(DPO):
         if loss_type not in LOSS_TYPES:
             raise ValueError(f'loss_type must be one of {LOSS_TYPES}, got {loss_type!r}')
         if ref_logps_cache:  # before anything is loaded: a stale cache fails fast
-            check_reference(ref_logps_cache, ref_llm if ref_llm is not None else llm)
+            ref_cfg = ref_llm if ref_llm is not None else llm
+            check_reference(ref_logps_cache, ref_cfg, resolved_dtype(ref_cfg))
         # DPO.__init__ minus its reference model, which _build_reference decides
         SupervisedFinetune.__init__(self, llm, **kwargs)
         self.beta, self.loss_type, self.label_smoothing = beta, loss_type, label_smoothing
@@ -88,6 +110,34 @@ class MaskDPO(DPO):
             for model in (self.llm, self.ref_llm):
                 if model is not None:
                     split_head(model)
+
+    def _prepare_for_lora(self, peft_model=None, use_activation_checkpointing=True):
+        """XTuner's, without peft's k-bit preparation on a model that is not quantized: that
+        casts every bf16/fp16 weight to fp32 (twice the memory of the frozen base). The base
+        stays in its configured dtype; peft keeps the adapter weights in fp32."""
+        if getattr(self.llm, 'is_loaded_in_8bit', False) or \
+                getattr(self.llm, 'is_loaded_in_4bit', False):
+            return super()._prepare_for_lora(peft_model, use_activation_checkpointing)
+        for p in self.llm.parameters():
+            p.requires_grad_(False)
+        if use_activation_checkpointing:  # checkpointed blocks need an input that wants grad
+            self.llm.enable_input_require_grads()
+        if self.lora.target_modules is None:
+            self.lora.target_modules = find_all_linear_names(self.llm)
+        self.llm = get_peft_model(self.llm, self.lora)
+        if peft_model is not None:
+            load_checkpoint(self, peft_model)
+
+    def to_hf(self, cfg, save_dir, fp32=False, save_pretrained_kwargs={}, **kwargs):
+        """``xtuner convert pth_to_hf``: the weights in the dtype they trained in (the config's
+        ``model.llm.torch_dtype``: bf16 on GPU, fp32 on CPU), or fp32 with ``--fp32``. XTuner's
+        own casts to fp16 unless ``--fp32`` (a bf16 policy would then run at another precision
+        than its bf16 base under LMDeploy's "auto") and leaves a bf16 model bf16 with it."""
+        if fp32:
+            self.llm.float()
+        print_log(f'MaskDPO: exporting in {next(self.llm.parameters()).dtype}', 'current')
+        return super().to_hf(cfg, save_dir, fp32=True,  # True: XTuner does not cast to fp16
+                             save_pretrained_kwargs=save_pretrained_kwargs, **kwargs)
 
     def _build_reference(self, ref_llm, max_position_embeddings):
         """None with cached log-probs, or with LoRA (the reference is the adapter switched off);

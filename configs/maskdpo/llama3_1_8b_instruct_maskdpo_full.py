@@ -3,7 +3,8 @@
 #   NPROC_PER_NODE=8 xtuner train configs/maskdpo/llama3_1_8b_instruct_maskdpo_full.py \
 #       --deepspeed deepspeed_zero3
 #
-# Then convert the last checkpoint to a Hugging Face folder:
+# Then convert the last checkpoint to a Hugging Face folder (bf16, the training dtype; add --fp32
+# for fp32, never fp16):
 #   xtuner convert pth_to_hf configs/maskdpo/llama3_1_8b_instruct_maskdpo_full.py \
 #       work_dirs/llama3_1_8b_instruct_maskdpo_full/iter_XXX.pth work_dirs/maskdpo_hf
 #
@@ -16,6 +17,7 @@
 # the path (tokenizer, policy, reference, dataset tokenizer: maskdpo_xtuner/train.py finds them)
 # at PATH; tools/train.py also returns the trainer's real exit code (`xtuner train` exits 0 on
 # failure) and resumes from `--resume PATH` without extra environment variables.
+import torch
 from mmengine.config import read_base
 from mmengine.dataset import DefaultSampler
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -52,11 +54,15 @@ model = dict(
     beta=loss_beta,
     label_smoothing=label_smoothing,
     use_varlen_attn=False,
+    # bf16 throughout: training (DeepSpeed/AMP bf16), the reference, the reference cache's
+    # fingerprint and the exported model (`pth_to_hf` without --fp32 keeps it, MaskDPO.to_hf).
     llm=dict(type=AutoModelForCausalLM.from_pretrained,
-             pretrained_model_name_or_path=pretrained_model_name_or_path),
+             pretrained_model_name_or_path=pretrained_model_name_or_path,
+             torch_dtype=torch.bfloat16),
     # ZeRO-3 cannot deepcopy the policy: the frozen reference is loaded explicitly.
     ref_llm=dict(type=AutoModelForCausalLM.from_pretrained,
-                 pretrained_model_name_or_path=pretrained_model_name_or_path),
+                 pretrained_model_name_or_path=pretrained_model_name_or_path,
+                 torch_dtype=torch.bfloat16),
     ref_logps_cache=ref_logps_cache,  # when set, ref_llm is only fingerprinted, never loaded
     # Log-probs from the last hidden state, the LM head by chunks of labelled positions: no
     # [batch, length, 128256] logits (3.9 GiB of bf16 per 8-pair micro-batch) nor their gradient,

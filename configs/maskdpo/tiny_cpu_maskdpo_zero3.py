@@ -3,6 +3,8 @@
 #
 #   python tools/train.py configs/maskdpo/tiny_cpu_maskdpo_zero3.py --nproc 2 \
 #       --deepspeed configs/deepspeed/zero3_cpu_fp32.json --work-dir work_dirs/tiny_cpu_zero3
+#   (`NPROC_PER_NODE=2 xtuner train configs/maskdpo/tiny_cpu_maskdpo_zero3.py --deepspeed ...`
+#   only with GPUs: on CPU mmengine's init_dist asks for a CUDA device; tools/train.py skips it)
 #   xtuner convert pth_to_hf configs/maskdpo/tiny_cpu_maskdpo_zero3.py \
 #       work_dirs/tiny_cpu_zero3/iter_6.pth work_dirs/tiny_cpu_zero3/hf --fp32
 #

@@ -74,7 +74,11 @@ def add_on_error_arg(p):
 def iter_lines(path: str) -> Iterator[Tuple[int, object]]:
     """(line number, parsed JSON value) of every non-blank line; RecordError on a line that is
     not UTF-8 or not JSON, and on a file that is one JSON array."""
-    with open(path, 'rb') as f:
+    try:
+        f = open(path, 'rb')
+    except OSError as e:
+        raise RecordError('unreadable', '<file>', f'cannot read: {e.strerror}', path) from None
+    with f:
         for lineno, raw in enumerate(f, 1):
             try:
                 line = raw.decode('utf-8')

@@ -198,7 +198,7 @@ def check_sample(rec: dict):
     """The sampler's output: ``id``, ``question``, ``responses`` (a list of strings)."""
     check_id(rec)
     _type(rec, 'question', str, 'the question text (the annotator shows it to the judge)')
-    _str_list(rec, 'responses', 'a list of response strings')
+    _str_list(rec, 'responses', 'a list of response strings', nonempty=False)
     _type(rec, 'document', str, 'the reference document text', required=False)
     _type(rec, 'lang', str, "'en' or 'zh'", required=False)
 

@@ -69,7 +69,10 @@ class ResumableJsonlWriter:
             self.done: Set = set()
             if os.path.exists(path):
                 self._repair_last_line()
-                for rec in iter_jsonl(path):
+                for line, rec in enumerate(iter_jsonl(path), 1):
+                    if key(rec) in self.done:
+                        raise ValueError(f'{path}: item {key(rec)!r} is written twice (record '
+                                         f'{line}): the file was written by two jobs at once')
                     self.done.add(key(rec))
             self._f = open(path, 'a', encoding='utf-8')
         except BaseException:

@@ -36,7 +36,8 @@ class RecordError(ValueError):
     def _text(self):
         where = self.source if self.line is None else f'{self.source}:{self.line}'
         rid = '' if self.record_id is None else f' (id {self.record_id!r})'
-        return f'{where}:{rid} field {self.field!r}: {self.message}'
+        what = '' if self.field.startswith('<') else f' field {self.field!r}:'  # <line>, <file>
+        return f'{where}:{rid}{what} {self.message}'
 
     def at(self, source: str, line: int, record_id=None) -> 'RecordError':
         self.source, self.line = source, line

@@ -142,6 +142,10 @@ def test_4_a_second_writer_is_refused(tmp_path):
             run_sample(tmp_path, out)
     run_sample(tmp_path, out)  # released
     assert len(read_jsonl(str(out))) == 4
+    # a file two writers filled (every id twice) is not called complete by a rerun
+    out.write_text(out.read_text() * 2)
+    with pytest.raises(SystemExit, match=r"item 'q0' is written twice \(record 5\)"):
+        run_sample(tmp_path, out)
 
 
 # ---------------------------------------------------------------- 5. responses as a string

@@ -14,9 +14,10 @@ the tests all go through :func:`model_path_options`.
 pickles) before any code of ours runs, and torch >= 2.6 refuses them otherwise.
 
 :func:`validate_training_data` reads and checks every Mask-DPO dataset of a config (the
-``build_maskdpo_dataset`` entries of ``train_dataloader``, after ``--cfg-options``) before the trainer starts: XTuner's
-Runner builds the policy and the reference first and the dataloader last, so without it a bad
-line on an 8B config is found only after minutes of loading. ``tools/train.py`` runs it first.
+``build_maskdpo_dataset`` entries of ``train_dataloader``, after ``--cfg-options``) before the
+trainer starts: XTuner's Runner builds the policy and the reference first and the dataloader
+last, so without it a bad line on an 8B config is found only after minutes of loading.
+``tools/train.py`` runs it first.
 """
 import os
 import sys

@@ -56,7 +56,9 @@ def main(argv=None, backend=None) -> dict:
     except ValueError as e:
         raise SystemExit(f'error: {e}')
     print(f'{args.out}: {done["questions"]} questions ({done["sampled"]} sampled in this run; '
-          f'{done["cut_at_max_new_tokens"]} of their responses cut at --max-new-tokens)')
+          f'{done["cut_at_max_new_tokens"]} of their responses cut at --max-new-tokens'
+          + (f'; {done["skipped"]["prompt_too_long"]} skipped: prompt too long for the model'
+             if done['skipped']['prompt_too_long'] else '') + ')')
     return done
 
 

@@ -130,7 +130,8 @@ def annotate(inp: str, out: str, annotator: AnnotatorSpec,
     name = getattr(annotator, 'name', type(annotator).__name__)
     info = annotator_info(annotator, judge)
     job = {'stage': 'annotate', 'settings': {'annotator': info, 'save_trace': save_trace},
-           'inputs': {'samples': content_hash(records), 'documents': content_hash(list(documents.items()))}}
+           'inputs': {'samples': content_hash(records),
+                      'documents': content_hash(list(documents.items()))}}
     with ResumableJsonlWriter(out, key=lambda r: r['id'], manifest=job,
                               overwrite=overwrite) as writer, ExitStack() as stack:
         todo = [r for r in records if r['id'] not in writer.done]

@@ -9,7 +9,10 @@ Output, one line per question: the input fields plus ``prompt`` (the messages se
 token cap, or null when the backend does not say), ``sampling`` (the parameters) and ``model``.
 
 Resumable: finished questions are written one by one; a restart skips their ids (a half-written
-last line is dropped) and does the rest, so each question is written exactly once.
+last line is dropped) and does the rest, so each question is written exactly once. A restart
+continues only the same job (settings, questions, model fingerprint: ``<out>.manifest.json``,
+maskdpo_xtuner/manifest.py), and prompts too long for the model are refused or skipped before
+generation (pipeline/context.py).
 With a seed, the chunk starting at input position i is sampled with seed + i, so a question's
 responses do not depend on which questions were already done (with the transformers backend
 they still depend on which questions share its batch).

@@ -320,3 +320,22 @@ def test_12_text_no_sentence_covers_is_unlabelled_counted_and_masked(tmp_path, b
                        'no sentence'):
         build_maskdpo_dataset(path, bpe_tokenizer, max_length=128, progress=False,
                               unlabelled_tokens='error')
+
+
+def test_6_on_error_skip_counts_what_was_left_out_and_why(tmp_path, capsys):
+    path = tmp_path / 'q.jsonl'
+    path.write_bytes(b'{"id": 1, "question": "Who?"}\n{"id": 2}\nnot json\n'
+                     b'{"id": 4, "question": "caf\xe9"}\n{"id": 5, "question": "Where?"}\n')
+    sample.main(['--questions', str(path), '--out', str(tmp_path / 'o.jsonl'), '--model', 'A',
+                 '--n', '1', '--on-error', 'skip'], backend=EchoModel())
+    assert [r['id'] for r in read_jsonl(str(tmp_path / 'o.jsonl'))] == [1, 5]
+    err = capsys.readouterr().err
+    assert 'skipped 3 invalid record(s)' in err
+    for reason in ('missing_field: 1', 'bad_json: 1', 'not_utf8: 1'):
+        assert reason in err
+
+
+def test_7_a_backend_that_cannot_count_tokens_is_not_checked():
+    from maskdpo_xtuner.pipeline.context import check_context
+    items = [('a', [{'role': 'user', 'content': 'x' * 10 ** 6}])]
+    assert check_context(items, EchoModel(), 512) == ([0], [])

@@ -2,11 +2,15 @@
 
 A long job (sampling, annotation, evaluation) appends one line per finished item and flushes it;
 killed at any point and started again, it reads the keys already written, drops a half-written
-last line, and does only what is missing. So no record is lost or written twice.
+last line (and says so; a complete last record that lacks only its newline is kept), and does
+only what is missing. So no record is lost or written twice. The writer holds an exclusive lock
+on its file and, given a manifest, resumes only the job that made the file
+(:mod:`maskdpo_xtuner.manifest`).
 """
 import json
 import os
-from typing import Callable, Iterable, Iterator, List, Set
+import sys
+from typing import Callable, Iterable, Iterator, List, Optional, Set
 
 
 def read_jsonl(path: str) -> List[dict]:
@@ -31,13 +35,15 @@ def hash_file(h, path: str) -> None:
 
 
 def write_jsonl(path: str, records: Iterable[dict]) -> None:
-    """Write all records at once (atomically: a temporary file, then rename)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + '.tmp'
-    with open(tmp, 'w', encoding='utf-8') as f:
-        for rec in records:
-            f.write(json.dumps(rec, ensure_ascii=False) + '\n')
-    os.replace(tmp, path)
+    """Write all records at once (atomically: a temporary file, then rename; under the file's
+    lock)."""
+    from .manifest import lock
+    with lock(path):
+        tmp = f'{path}.tmp{os.getpid()}'
+        with open(tmp, 'w', encoding='utf-8') as f:
+            for rec in records:
+                f.write(json.dumps(rec, ensure_ascii=False) + '\n')
+        os.replace(tmp, path)
 
 
 class ResumableJsonlWriter:
@@ -48,21 +54,59 @@ class ResumableJsonlWriter:
     >>> w.write({'id': 3, ...})                                        # doctest: +SKIP
     """
 
-    def __init__(self, path: str, key: Callable[[dict], object]):
+    def __init__(self, path: str, key: Callable[[dict], object],
+                 manifest: Optional[dict] = None, overwrite: bool = False):
+        """``manifest``: what this job is (:func:`maskdpo_xtuner.manifest.bind`): an existing
+        file made by another job is refused. ``overwrite``: start the file again."""
+        from .manifest import bind, lock
         self.path, self.key = path, key
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        self.done: Set = set()
-        if os.path.exists(path):
-            self._drop_partial_last_line()
-            for rec in iter_jsonl(path):
-                self.done.add(key(rec))
-        self._f = open(path, 'a', encoding='utf-8')
+        self._lock = lock(path)  # refused at once if another process writes this file
+        try:
+            if manifest is not None:
+                self.manifest = bind(path, manifest, overwrite)
+            elif overwrite and os.path.exists(path):
+                os.remove(path)
+            self.done: Set = set()
+            if os.path.exists(path):
+                self._repair_last_line()
+                for line, rec in enumerate(iter_jsonl(path), 1):
+                    if key(rec) in self.done:
+                        raise ValueError(f'{path}: item {key(rec)!r} is written twice (record '
+                                         f'{line}): the file was written by two jobs at once')
+                    self.done.add(key(rec))
+            self._f = open(path, 'a', encoding='utf-8')
+        except BaseException:
+            self._lock.close()
+            raise
 
-    def _drop_partial_last_line(self):
+    def _repair_last_line(self):
+        """Keep a complete last record that lacks only its newline; drop (and report) a torn
+        one. A proper prefix of a JSON object never parses as an object, so the two cannot be
+        confused."""
         with open(self.path, 'rb+') as f:
-            data = f.read()
-            if data and not data.endswith(b'\n'):
-                f.truncate(data.rfind(b'\n') + 1)
+            size = f.seek(0, os.SEEK_END)
+            pos, tail = size, b''
+            while pos > 0 and b'\n' not in tail:  # read back to the last newline
+                step = min(1 << 16, pos)
+                pos -= step
+                f.seek(pos)
+                tail = f.read(step) + tail
+            cut = tail.rfind(b'\n') + 1
+            last = tail[cut:]
+            if not last.strip():
+                return
+            try:
+                complete = isinstance(json.loads(last.decode('utf-8')), dict)
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                complete = False
+            if complete:
+                f.seek(0, os.SEEK_END)
+                f.write(b'\n')
+                return
+            f.truncate(pos + cut)
+            print(f'{self.path}: dropped a torn last line ({len(last)} bytes, '
+                  f'{last[:40]!r}...) left by an interrupted write; its item is done again',
+                  file=sys.stderr)
 
     def write(self, rec: dict) -> None:
         k = self.key(rec)
@@ -74,6 +118,7 @@ class ResumableJsonlWriter:
 
     def close(self):
         self._f.close()
+        self._lock.close()
 
     def __enter__(self):
         return self

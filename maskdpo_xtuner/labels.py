@@ -42,7 +42,8 @@ def is_hallucinated(label: str) -> bool:
 
 
 # ---------------------------------------------------------------- token classes
-PROMPT, CORRECT, HALLUCINATED, SEPARATOR, END, MIXED = -1, 0, 1, 2, 3, 4
+PROMPT, CORRECT, HALLUCINATED, SEPARATOR, END, MIXED, UNLABELLED = -1, 0, 1, 2, 3, 4, 5
 CLASS_NAMES = {PROMPT: 'prompt', CORRECT: 'correct', HALLUCINATED: 'hallucinated',
-               SEPARATOR: 'separator', END: 'end', MIXED: 'mixed'}
+               SEPARATOR: 'separator', END: 'end', MIXED: 'mixed', UNLABELLED: 'unlabelled'}
+UNLABELLED_TOKENS = ('mask', 'keep', 'error')  # the dataset builder's choice for UNLABELLED
 IGNORE_INDEX = -100

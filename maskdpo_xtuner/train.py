@@ -15,6 +15,12 @@ calls it for every torch launcher, so several CPU processes (gloo, DeepSpeed ZeR
 could not start otherwise. It also sets
 ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``: XTuner reads ``--resume PATH`` checkpoints (mmengine
 pickles) before any code of ours runs, and torch >= 2.6 refuses them otherwise.
+
+:func:`validate_training_data` reads and checks every Mask-DPO dataset of a config (the
+``build_maskdpo_dataset`` entries of ``train_dataloader``, after ``--cfg-options``) before the
+trainer starts: XTuner's Runner builds the policy and the reference first and the dataloader
+last, so without it a bad line on an 8B config is found only after minutes of loading.
+``tools/train.py`` runs it first.
 """
 import os
 import sys
@@ -81,6 +87,44 @@ def train_command(config: str, work_dir: Optional[str] = None, model: Optional[s
     if options:
         cmd += ['--cfg-options', *(f'{k}={_option(v)}' for k, v in options.items())]
     return cmd
+
+
+def _datasets(node):
+    """Every dict of the config whose ``type`` is the Mask-DPO dataset builder."""
+    from .dataset import build_maskdpo_dataset
+    if isinstance(node, dict):
+        t = node.get('type')
+        if t is build_maskdpo_dataset or (isinstance(t, str)
+                                          and t.endswith('build_maskdpo_dataset')):
+            yield node
+        for v in node.values():
+            yield from _datasets(v)
+    elif isinstance(node, (list, tuple)):
+        for v in node:
+            yield from _datasets(v)
+
+
+def validate_training_data(config, cfg_options: Optional[Dict[str, str]] = None) -> List[str]:
+    """Check the records of every Mask-DPO dataset of ``config`` (a file or Config) with its own
+    ``on_error`` and ``dataset_map_fn``; raises the first :class:`RecordError` (file:line:field)
+    under ``on_error='raise'``. Returns one summary line per dataset. No model is loaded."""
+    from mmengine.config import DictAction
+    from .dataset.records import read_pairs
+    cfg = _load(config)
+    if cfg_options:
+        cfg.merge_from_dict({k: DictAction._parse_iterable(v) if isinstance(v, str) else v
+                             for k, v in cfg_options.items()})
+    out, seen = [], set()
+    for ds in _datasets(cfg.get('train_dataloader', {})):  # the dataset training reads
+        files = ds.get('data_files')
+        files = [files] if isinstance(files, str) else list(files or [])
+        key = (tuple(files), ds.get('on_error', 'raise'))
+        if not files or key in seen:
+            continue
+        seen.add(key)
+        _, report = read_pairs(files, on_error=key[1], map_fn=ds.get('dataset_map_fn'))
+        out.append(f'training data {files}: ' + report.summary().replace('\n', '\n    '))
+    return out
 
 
 def _option(v) -> str:

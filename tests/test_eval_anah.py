@@ -197,7 +197,7 @@ def test_eval_two_seeds_end_to_end_and_resume(tmp_path):
     assert model3.calls == [] and judge3.calls == [['C one.', 'C ???.']]
     assert res3['runs'] == res['runs']
     # other settings in the same directory are refused
-    with pytest.raises(SystemExit, match='other settings'):
+    with pytest.raises(SystemExit, match='made by another job(.|\n)*settings.temperature'):
         run_eval(tmp_path, out, ['--seeds', '0', '--temperature', '0.5'])
 
 

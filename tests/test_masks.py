@@ -5,7 +5,8 @@ from hypothesis import strategies as st
 
 from maskdpo_xtuner.dataset.records import Pair, validate_record
 from maskdpo_xtuner.dataset.tokenize import classify_tokens, render, tokenize_pair, tokenize_side
-from maskdpo_xtuner.labels import CORRECT, END, HALLUCINATED, MIXED, PROMPT, SEPARATOR
+from maskdpo_xtuner.labels import (CORRECT, END, HALLUCINATED, MIXED, PROMPT, SEPARATOR,
+                                   UNLABELLED)
 from maskdpo_xtuner.model.loss import token_weights
 
 PROMPT_MSGS = [{'role': 'user', 'content': 'Tell me about Ada.'}]
@@ -73,8 +74,19 @@ def check_side(tokenizer, response, spans, chosen):
             assert keep[i] == 0, (text[a:b], inside)
         elif touches_kept:
             assert keep[i] == 1, (text[a:b], inside)
-        else:  # no sentence character at all: a separator
-            assert out['token_class'][i] == SEPARATOR, (text[a:b], out['token_class'][i])
+        else:  # no sentence character: unlabelled if its gap holds a letter, else separator
+            gap_letter = False
+            for j in range(max(a, start), min(max(b, a + 1), end)):
+                lo = hi = j
+                while lo > start and chars[lo - 1] is None:
+                    lo -= 1
+                while hi < end and chars[hi] is None:
+                    hi += 1
+                gap_letter |= any(c.isalpha() for c in text[lo:hi])
+            want = UNLABELLED if gap_letter else SEPARATOR
+            assert out['token_class'][i] == want, (text[a:b], out['token_class'][i])
+            if want == UNLABELLED:
+                assert keep[i] == 0  # masked on both sides
     # every character of every sentence is covered by a token of that sentence's class
     for s, e, h in spans:
         covered = set()

@@ -61,8 +61,10 @@ def test_sample_output_format(tmp_path, tiny_model):
     assert recs[1]['prompt'][1]['content'] == '玛丽·居里出生在哪里？'
     assert recs[2]['prompt'] == QUESTIONS[2]['messages']  # messages used as given
 
-    # a second run finds everything done and writes nothing
-    sample.main(['--questions', qpath, '--out', out, '--model', tiny_model, '--n', '3'])
+    # a second run of the same job finds everything done and writes nothing
+    sample.main(['--questions', qpath, '--out', out, '--model', tiny_model, '--n', '3',
+                 '--batch-size', '4', '--max-new-tokens', '6', '--seed', '0',
+                 '--system', 'You are helpful.'])
     assert read_jsonl(out) == recs
 
 
@@ -78,7 +80,7 @@ def test_sample_greedy(tmp_path, tiny_model):
 
 def test_sample_duplicate_id_is_an_error(tmp_path, tiny_model):
     qpath = write_questions(tmp_path / 'q.jsonl', QUESTIONS + [{'id': 'a', 'question': 'x'}])
-    with pytest.raises(SystemExit, match=r"record 4 repeats id 'a' \(first used by record 1\)"):
+    with pytest.raises(SystemExit, match=r"q.jsonl:4: id 'a' is repeated \(first used on line 1\)"):
         sample.main(['--questions', qpath, '--out', str(tmp_path / 'o.jsonl'),
                      '--model', tiny_model])
     assert not os.path.exists(tmp_path / 'o.jsonl') or not read_jsonl(tmp_path / 'o.jsonl')

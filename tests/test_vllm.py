@@ -20,6 +20,7 @@ import requests
 from conftest import ROOT
 from maskdpo_xtuner import serve
 from maskdpo_xtuner.generation import OpenAIBackend, SamplingParams, TransformersBackend
+from maskdpo_xtuner.generation.base import derive_seed
 
 pytestmark = [pytest.mark.vllm, pytest.mark.real_model, pytest.mark.slow]
 KEY, NAME = 'test-key', 'smollm2'
@@ -118,8 +119,9 @@ def test_every_sampling_field_reaches_the_engine(servers):
                   headers={'Authorization': f'Bearer {KEY}'},
                   json={'model': NAME, 'messages': CONVS[0], 'max_tokens': 4})
     logged = logged_params(srv.log)[seen:]
-    ours = sorted((p for p in logged if p['seed'] in ('4242', '4243')), key=lambda p: p['seed'])
-    assert [p['seed'] for p in ours] == ['4242', '4243']
+    copies = sorted(str(derive_seed(4242, j)) for j in range(2))  # one seed per copy
+    ours = sorted((p for p in logged if p['seed'] in copies), key=lambda p: p['seed'])
+    assert [p['seed'] for p in ours] == copies
     for p in ours:
         assert (p['temperature'], p['top_k'], p['top_p'], p['max_tokens'], p['n']) == \
             ('0.8', '40', '1.0', '16', '1')

@@ -14,6 +14,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from maskdpo_xtuner.pipeline.annotate import (add_annotator_args, annotate,  # noqa: E402
                                               annotator_spec, format_summary, judge_spec)
+from maskdpo_xtuner.validate import add_on_error_arg  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -25,6 +26,7 @@ def parse_args(argv=None):
     p.add_argument('--save-trace', action='store_true',
                    help="keep each sentence's raw annotator answers ('trace')")
     add_annotator_args(p)
+    add_on_error_arg(p)
     return p.parse_args(argv)
 
 
@@ -35,7 +37,8 @@ def main(argv=None, backend=None, annotator=None) -> dict:
     try:
         summary = annotate(args.input, args.out, annotator or annotator_spec(args),
                            backend or judge_spec(args), documents_path=args.documents,
-                           chunk_questions=args.chunk_questions, save_trace=args.save_trace)
+                           chunk_questions=args.chunk_questions, save_trace=args.save_trace,
+                           overwrite=args.overwrite, on_error=args.on_error)
     except ValueError as e:
         raise SystemExit(f'error: {e}')
     print(format_summary(summary, args.out))

@@ -14,6 +14,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from maskdpo_xtuner.pairs import TIE_BREAKS  # noqa: E402
 from maskdpo_xtuner.pipeline.pairs import format_summary, make_pairs  # noqa: E402
+from maskdpo_xtuner.validate import add_on_error_arg  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -29,6 +30,7 @@ def parse_args(argv=None):
     p.add_argument('--keep-equal-scores', action='store_true',
                    help='keep pairs whose chosen and rejected scores are equal (dropped by '
                         'default: no preference)')
+    add_on_error_arg(p)
     return p.parse_args(argv)
 
 
@@ -36,7 +38,8 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     try:
         summary = make_pairs(args.input, args.out, seed=args.seed, tie_break=args.tie_break,
-                             unparsed=args.unparsed, keep_equal_scores=args.keep_equal_scores)
+                             unparsed=args.unparsed, keep_equal_scores=args.keep_equal_scores,
+                             on_error=args.on_error)
     except ValueError as e:  # bad input (unparsed with --unparsed error, bad span, ...)
         raise SystemExit(f'error: {e}')
     print(format_summary(summary))

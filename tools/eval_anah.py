@@ -20,6 +20,7 @@ from maskdpo_xtuner.pipeline import (EvalSettings, add_backend_args, backend_spe
                                      evaluate_anah)
 from maskdpo_xtuner.pipeline.annotate import (add_annotator_args, annotator_spec,  # noqa: E402
                                               judge_spec)
+from maskdpo_xtuner.validate import add_on_error_arg  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -43,6 +44,7 @@ def parse_args(argv=None):
     p.add_argument('--n-boot', type=int, default=1000, help='bootstrap resamples')
     p.add_argument('--boot-seed', type=int, default=0)
     p.add_argument('--confidence', type=float, default=0.95)
+    add_on_error_arg(p)
     return p.parse_args(argv)
 
 
@@ -52,7 +54,8 @@ def settings(args) -> EvalSettings:
                         max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
                         system=args.system, documents=args.documents,
                         unparsed_as=args.unparsed_as, n_boot=args.n_boot,
-                        boot_seed=args.boot_seed, confidence=args.confidence)
+                        boot_seed=args.boot_seed, confidence=args.confidence,
+                        overwrite=args.overwrite, on_error=args.on_error)
 
 
 def main(argv=None, backend=None, judge=None) -> dict:

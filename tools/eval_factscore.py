@@ -31,6 +31,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from maskdpo_xtuner.factscore import (BIO_PROMPT, DEFAULT_GAMMA, EXTRACT_PROMPT,  # noqa: E402
                                       VERIFY_PROMPT)
+from maskdpo_xtuner.validate import add_on_error_arg  # noqa: E402
 from maskdpo_xtuner.pipeline import (FactScoreSettings, SamplingParams,  # noqa: E402
                                      add_backend_args, backend_spec, evaluate_factscore)
 
@@ -65,6 +66,9 @@ def parse_args(argv=None):
                         "(default: FActScore's %(default)s)")
     r.add_argument('--skip-missing-topics', action='store_true',
                    help='leave out topics absent from the knowledge source instead of failing')
+    p.add_argument('--overwrite', action='store_true',
+                   help='start the outputs again (a resume must match their manifests)')
+    add_on_error_arg(p)
     p.add_argument('--chunk', type=int, default=64,
                    help='responses per round (one extraction and one verification call each)')
     return p.parse_args(argv)
@@ -82,7 +86,8 @@ def settings(args) -> FactScoreSettings:
                              extract_prompt=args.extract_prompt,
                              verify_prompt=args.verify_prompt, retrieve_k=args.retrieve_k,
                              passage_words=args.passage_words, gamma=args.gamma,
-                             skip_missing_topics=args.skip_missing_topics, chunk=args.chunk)
+                             skip_missing_topics=args.skip_missing_topics, chunk=args.chunk,
+                             overwrite=args.overwrite, on_error=args.on_error)
 
 
 def main(argv=None, backend=None, judge=None) -> dict:

@@ -19,7 +19,6 @@ one correct and incorrect sentences per response (error bars: ± std over runs).
 model, as one HTML page (tools/show.py, docs/view.md), and links it from the report.
 """
 import argparse
-import json
 import os
 import sys
 
@@ -27,16 +26,20 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from maskdpo_xtuner.compare import (NotComparable, anah_fields, anah_report,  # noqa: E402
                                     check_same, factscore_fields, factscore_report,
                                     judge_from_eval_config)
+from maskdpo_xtuner.validate import (RecordError, check_anah_metrics,  # noqa: E402
+                                     check_factscore_metrics, read_json)
 from maskdpo_xtuner.metrics import (aggregate, official_parts, pooled_counts,  # noqa: E402
                                     ratio_bootstrap)
 
 
 def load(path: str, name: str):
-    """(document, file path) of a directory or JSON file."""
+    """(document, file path) of a directory or JSON file, checked (maskdpo_xtuner/validate.py:
+    an empty or malformed evaluation is refused, naming the file and field)."""
     if os.path.isdir(path):
         path = os.path.join(path, name)
-    with open(path, encoding='utf-8') as f:
-        return json.load(f), path
+    doc = read_json(path)
+    (check_anah_metrics if name == 'metrics.json' else check_factscore_metrics)(doc, path)
+    return doc, path
 
 
 def parse_specs(specs, flag: str, multi: bool = False):
@@ -168,8 +171,8 @@ def main(argv=None) -> str:
             text += f'\n## {kind}\n\n' + report(models, base, *opts) + _notes(diffs)
             if kind == 'ANAH' and args.plot:
                 plot(models, args.plot, args.title, *opts)
-    except NotComparable as e:
-        raise SystemExit(str(e))
+    except (NotComparable, RecordError) as e:
+        raise SystemExit(f'error: {e}')
     if args.view:
         text += '\n' + write_view(args.runs, args.view, args.out, args.title) + '\n'
     if args.out:

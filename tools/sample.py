@@ -13,6 +13,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from maskdpo_xtuner.pipeline import (SamplingParams, add_backend_args, backend_spec,  # noqa
                                      load_questions, sample)
+from maskdpo_xtuner.validate import add_on_error_arg  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -30,6 +31,10 @@ def parse_args(argv=None):
     p.add_argument('--seed', type=int, default=None)
     p.add_argument('--greedy', action='store_true', help='greedy decoding (top-k 1)')
     p.add_argument('--system', default=None, help='system prompt put before each question')
+    p.add_argument('--overwrite', action='store_true',
+                   help='start --out again (a resume must match the manifest of the job that '
+                        'wrote it: settings, questions, model)')
+    add_on_error_arg(p)
     return p.parse_args(argv)
 
 
@@ -48,13 +53,16 @@ def main(argv=None, backend=None) -> dict:
     args = parse_args(argv)
     try:
         spec = backend_spec(args).check()
-        done = sample(load_questions(args.questions), args.out, backend or spec,
-                      sampling_params(args), n=args.n, model_name=args.model,
-                      system=args.system, batch_size=args.batch_size)
+        done = sample(load_questions(args.questions, args.on_error), args.out,
+                      backend or spec, sampling_params(args), n=args.n, model_name=args.model,
+                      system=args.system, batch_size=args.batch_size,
+                      overwrite=args.overwrite, on_error=args.on_error)
     except ValueError as e:
         raise SystemExit(f'error: {e}')
     print(f'{args.out}: {done["questions"]} questions ({done["sampled"]} sampled in this run; '
-          f'{done["cut_at_max_new_tokens"]} of their responses cut at --max-new-tokens)')
+          f'{done["cut_at_max_new_tokens"]} of their responses cut at --max-new-tokens'
+          + (f'; {done["skipped"]["prompt_too_long"]} skipped: prompt too long for the model'
+             if done['skipped']['prompt_too_long'] else '') + ')')
     return done
 
 

@@ -16,7 +16,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from maskdpo_xtuner.train import train_command, train_env  # noqa: E402
+from maskdpo_xtuner.train import train_command, train_env, validate_training_data  # noqa
 
 
 def parse_args(argv=None):
@@ -35,6 +35,12 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     options = dict(kv.split('=', 1) for kv in args.cfg_options)
+    try:  # the data first: XTuner loads the models before it reads the dataset
+        for line in validate_training_data(args.config, options):
+            print(line, flush=True)
+    except ValueError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
     cmd = train_command(args.config, args.work_dir, args.model, options, args.resume,
                         args.deepspeed, args.nproc)
     print('$ ' + ' '.join(cmd), flush=True)

@@ -76,6 +76,7 @@ train_dataset = dict(
     tokenizer=tokenizer,
     max_length=max_length,
     on_error='raise',  # 'skip' drops bad records and reports how many and why
+    unlabelled_tokens='mask',  # response text no sentence covers: 'mask', 'keep' or 'error'
     ref_logps_cache=ref_logps_cache,
 )
 

@@ -15,7 +15,8 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from ..ref_logps import attach_ref_logps
-from .records import Pair, ReadReport, read_pairs, validate_record
+from ..labels import SEPARATOR, UNLABELLED, UNLABELLED_TOKENS
+from .records import Pair, ReadReport, RecordError, read_pairs, validate_record
 from .tokenize import CORRECT, HALLUCINATED, tokenize_pair
 
 # The paper's filters (section 2.2), applied after truncation, so they see what is trained on.
@@ -63,15 +64,45 @@ class MaskDPODataset(Dataset):
         return self.items[idx]
 
 
+def unlabelled(item: dict, pair: Pair, how: str) -> int:
+    """Count the pair's UNLABELLED tokens; 'keep' turns them into separators (the behaviour
+    before the class existed), 'error' refuses a pair that has any (RecordError)."""
+    n = 0
+    for side in ('chosen', 'rejected'):
+        cls = item[f'{side}_token_class']
+        k = cls.count(UNLABELLED)
+        if k and how == 'error':
+            raise RecordError('unlabelled_text', f'{side}_item.sents',
+                              f'{k} token(s) of the {side} response are covered by no sentence '
+                              '(text the annotator skipped); re-annotate, or '
+                              "unlabelled_tokens='mask'", pair.meta.get('source', '<record>'))
+        if k and how == 'keep':
+            item[f'{side}_token_class'] = [SEPARATOR if c == UNLABELLED else c for c in cls]
+        n += k
+    return n
+
+
 def tokenize_and_filter(pairs: Sequence[Pair], tokenizer, max_length: int,
-                        filters: Sequence[str] = tuple(FILTERS), progress: bool = True):
-    """Tokenize pairs and apply ``filters``; returns (items, Counter of dropped reasons)."""
+                        filters: Sequence[str] = tuple(FILTERS), progress: bool = True,
+                        unlabelled_tokens: str = 'mask', on_error: str = 'raise'):
+    """Tokenize pairs and apply ``filters``; returns (items, Counter of dropped reasons,
+    number of UNLABELLED tokens). ``unlabelled_tokens``: see :func:`build_maskdpo_dataset`."""
     unknown = set(filters) - set(FILTERS)
     if unknown:
         raise ValueError(f'unknown filters {sorted(unknown)}; choose from {list(FILTERS)}')
-    items, dropped = [], Counter()
+    if unlabelled_tokens not in UNLABELLED_TOKENS:
+        raise ValueError(f'unlabelled_tokens must be one of {UNLABELLED_TOKENS}, got '
+                         f'{unlabelled_tokens!r}')
+    items, dropped, n_unlabelled = [], Counter(), 0
     for pair in tqdm(pairs, desc='tokenizing pairs', disable=not progress, mininterval=2):
         item = tokenize_pair(tokenizer, pair, max_length)
+        try:
+            n_unlabelled += unlabelled(item, pair, unlabelled_tokens)
+        except RecordError:
+            if on_error == 'raise':
+                raise
+            dropped['unlabelled_text'] += 1
+            continue
         reason = None
         if item['prompt_tokens'] >= max_length and 'prompt_too_long' in filters:
             reason = 'prompt_too_long'
@@ -87,13 +118,14 @@ def tokenize_and_filter(pairs: Sequence[Pair], tokenizer, max_length: int,
             continue
         item['source'] = pair.meta.get('source', '')
         items.append(item)
-    return items, dropped
+    return items, dropped, n_unlabelled
 
 
 def build_maskdpo_dataset(data_files, tokenizer, max_length: int = 1024,
                           dataset_map_fn: Optional[Callable] = None, on_error: str = 'raise',
                           filters: Sequence[str] = tuple(FILTERS), progress: bool = True,
-                          ref_logps_cache: Optional[str] = None) -> MaskDPODataset:
+                          ref_logps_cache: Optional[str] = None,
+                          unlabelled_tokens: str = 'mask') -> MaskDPODataset:
     """Build the training set from JSONL files in the official Mask-DPO format.
 
     Args:
@@ -110,14 +142,25 @@ def build_maskdpo_dataset(data_files, tokenizer, max_length: int = 1024,
             (``tools/precompute_ref_logps.py``): checked against this data, tokenizer and
             max_length (refused if any differs), then attached to every pair. See
             ``maskdpo_xtuner/ref_logps.py``.
+        unlabelled_tokens: response text covered by no sentence (class UNLABELLED, counted in
+            the report): 'mask' (default: out of the loss on both sides), 'keep' (in the loss
+            as a separator, the behaviour before), 'error' (refuse such a pair; with
+            ``on_error='skip'`` drop it, counted as ``unlabelled_text``).
     """
     tokenizer = _build(tokenizer)
     files = [data_files] if isinstance(data_files, str) else list(data_files)
     pairs, read_report = read_pairs(files, on_error=on_error, map_fn=dataset_map_fn)
-    items, dropped = tokenize_and_filter(pairs, tokenizer, max_length, filters, progress)
+    items, dropped, n_unlabelled = tokenize_and_filter(pairs, tokenizer, max_length, filters,
+                                                       progress, unlabelled_tokens, on_error)
+    invalid = dict(read_report.dropped)
+    if dropped.get('unlabelled_text'):
+        invalid['unlabelled_text'] = dropped.pop('unlabelled_text')
+        read_report.examples.setdefault('unlabelled_text', 'response text covered by no '
+                                        'sentence (unlabelled_tokens=error)')
     report = {'read': read_report.kept + sum(read_report.dropped.values()),
-              'invalid': dict(read_report.dropped), 'filtered': dict(dropped),
-              'kept': len(items), 'loose_sentence_matches': read_report.loose_matches}
+              'invalid': invalid, 'filtered': dict(dropped),
+              'kept': len(items), 'loose_sentence_matches': read_report.loose_matches,
+              'unlabelled_tokens': n_unlabelled, 'unlabelled_mode': unlabelled_tokens}
     _log_report(report, read_report)
     if not items:
         raise ValueError(f'no training pairs left from {files}: {report}')
@@ -139,6 +182,9 @@ def _log_report(report: dict, read_report: ReadReport):
         msg.append(f'  invalid ({reason}): {n}   e.g. {read_report.examples[reason]}')
     for reason, n in sorted(report['filtered'].items()):
         msg.append(f'  filtered ({reason}: {FILTERS[reason]}): {n}')
+    if report['unlabelled_tokens']:
+        msg.append(f"  {report['unlabelled_tokens']} response tokens are covered by no sentence "
+                   f"(unlabelled): {report['unlabelled_mode']} (unlabelled_tokens)")
     if report['loose_sentence_matches']:
         msg.append(f"  {report['loose_sentence_matches']} sentences matched their response "
                    'only after ignoring whitespace')

@@ -16,33 +16,14 @@ response text. Every problem raises :class:`RecordError`, which names the file, 
 field. ``read_pairs`` applies that to a JSONL file with ``on_error='raise'`` (default) or
 ``'skip'`` (drop bad records and count them by reason).
 """
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Tuple
 
 from ..labels import KNOWN_LABELS, is_hallucinated
+from ..validate import RecordError, iter_lines
 
 Span = Tuple[int, int, bool]  # (start, end, hallucinated), character offsets into the response
-
-
-class RecordError(ValueError):
-    """A record that cannot be used. ``reason`` is a short key used for skip counts."""
-
-    def __init__(self, reason: str, field_name: str, message: str,
-                 source: str = '<record>', line: Optional[int] = None):
-        self.reason, self.field, self.message = reason, field_name, message
-        self.source, self.line = source, line
-        super().__init__(self._text())
-
-    def _text(self):
-        where = self.source if self.line is None else f'{self.source}:{self.line}'
-        return f'{where}: field {self.field!r}: {self.message}'
-
-    def at(self, source: str, line: int) -> 'RecordError':
-        self.source, self.line = source, line
-        self.args = (self._text(),)
-        return self
 
 
 @dataclass
@@ -219,28 +200,23 @@ def read_pairs(paths, on_error: str = 'raise',
     paths = [paths] if isinstance(paths, str) else list(paths)
     pairs, report = [], ReadReport()
     for path in paths:
-        with open(path, encoding='utf-8') as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    try:
-                        rec = json.loads(line)
-                    except json.JSONDecodeError as e:
-                        raise RecordError('bad_json', '<line>', f'invalid JSON: {e}')
-                    if map_fn is not None:
-                        rec = _apply(map_fn, rec)
-                    pair = validate_record(rec)
-                except RecordError as err:
-                    err.at(path, lineno)
-                    if on_error == 'raise':
-                        raise
-                    report.drop(err)
-                    continue
-                pair.meta.setdefault('source', f'{path}:{lineno}')
-                pairs.append(pair)
-                report.kept += 1
-                report.loose_matches += pair.loose_matches
+        for lineno, rec in iter_lines(path):  # not UTF-8, bad JSON: a RecordError value
+            try:
+                if isinstance(rec, RecordError):
+                    raise rec
+                if map_fn is not None:
+                    rec = _apply(map_fn, rec)
+                pair = validate_record(rec)
+            except RecordError as err:
+                err.at(path, lineno)
+                if on_error == 'raise':
+                    raise
+                report.drop(err)
+                continue
+            pair.meta.setdefault('source', f'{path}:{lineno}')
+            pairs.append(pair)
+            report.kept += 1
+            report.loose_matches += pair.loose_matches
     return pairs, report
 
 

@@ -21,6 +21,12 @@ class              tokens
                    (``<|eot_id|>`` in Llama-3)
 ``MIXED`` (4)      overlap both a correct and a hallucinated sentence (a token that straddles a
                    sentence boundary, e.g. ``".The"`` without a space): masked on *both* sides
+``UNLABELLED`` (5) overlap no sentence but cover response text *with a letter* (any script)
+                   that no sentence covers: text the annotator skipped ("Cats can fly."), of
+                   unknown truth. Masked on both sides (the dataset builder's
+                   ``unlabelled_tokens='mask'``, default; 'keep' makes them separators as
+                   before, 'error' refuses the pair). Gaps of whitespace, punctuation, digits
+                   (list markers "1.", "-") stay ``SEPARATOR``.
 =================  =========================================================================
 
 The rule for a token straddling a boundary is therefore: it takes the label of every sentence
@@ -36,7 +42,7 @@ Truncation to ``max_length`` cuts the ids, labels and classes together, so masks
 from typing import List, Optional, Sequence
 
 from ..labels import (CLASS_NAMES, CORRECT, END, HALLUCINATED, IGNORE_INDEX,  # noqa: F401
-                      MIXED, PROMPT, SEPARATOR)
+                      MIXED, PROMPT, SEPARATOR, UNLABELLED)
 from .records import Span
 
 
@@ -65,16 +71,40 @@ def render(tokenizer, prompt: List[dict], response: str):
                         f'whitespace: {text[len(head):len(head) + 60]!r}')
 
 
+def unlabelled_chars(text: str, start: int, end: int, spans) -> List[bool]:
+    """For each character of ``text[start:end]``: is it in a gap between sentences that holds a
+    letter (text no sentence covers)? ``spans``: sorted (start, end, ...) in ``text``."""
+    covered = [False] * (end - start)
+    for a, b, *_ in spans:
+        covered[a - start:b - start] = [True] * (b - a)
+    flags, i = [False] * (end - start), 0
+    while i < end - start:
+        if covered[i]:
+            i += 1
+            continue
+        j = i
+        while j < end - start and not covered[j]:
+            j += 1
+        if any(c.isalpha() for c in text[start + i:start + j]):
+            flags[i:j] = [True] * (j - i)
+        i = j
+    return flags
+
+
 def classify_tokens(offsets: Sequence, response_start: int, response_end: int,
-                    sentences: Sequence[Span], shift: int) -> List[int]:
+                    sentences: Sequence[Span], shift: int,
+                    text: Optional[str] = None) -> List[int]:
     """Token classes from character offsets (see the module docstring).
 
     ``sentences`` are spans into the original response; ``shift`` maps them into the rendered
-    text (``response_start`` minus any leading whitespace the template trimmed).
+    text (``response_start`` minus any leading whitespace the template trimmed). ``text``: the
+    rendered text, to find UNLABELLED tokens (without it, they are SEPARATOR).
     """
     spans = [(max(s + shift, response_start), min(e + shift, response_end), h)
              for s, e, h in sentences]
     spans = [sp for sp in spans if sp[0] < sp[1]]
+    gap_letters = (unlabelled_chars(text, response_start, response_end, spans)
+                   if text is not None else None)
     classes = []
     j = 0  # first sentence that may still overlap the current token (offsets are increasing)
     for a, b in offsets:
@@ -93,7 +123,10 @@ def classify_tokens(offsets: Sequence, response_start: int, response_end: int,
             touched.add(spans[k][2])
             k += 1
         if not touched:
-            classes.append(SEPARATOR)
+            unlabelled = gap_letters is not None and any(
+                gap_letters[max(a, response_start) - response_start:
+                            min(b, response_end) - response_start])
+            classes.append(UNLABELLED if unlabelled else SEPARATOR)
         elif len(touched) == 2:
             classes.append(MIXED)
         else:
@@ -112,7 +145,8 @@ def tokenize_side(tokenizer, prompt: List[dict], response: str, sentences: Seque
     lead = len(response) - len(response.lstrip()) if content != response else 0
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids, offsets = enc['input_ids'], enc['offset_mapping']
-    classes = classify_tokens(offsets, start, start + len(content), sentences, start - lead)
+    classes = classify_tokens(offsets, start, start + len(content), sentences, start - lead,
+                              text)
     n_prompt = sum(1 for c in classes if c == PROMPT)
     if max_length is not None:
         ids, classes = ids[:max_length], classes[:max_length]

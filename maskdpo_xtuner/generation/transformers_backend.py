@@ -93,6 +93,15 @@ class TransformersBackend:
             kw.update(top_k=None, temperature=None, top_p=None, min_p=None)
         return kw
 
+    def prompt_tokens(self, conversations: List[List[dict]]):
+        """(token count of each rendered prompt, the model's context size in tokens), for
+        the pipeline's length check before generating (maskdpo_xtuner/pipeline/context.py)."""
+        cfg = getattr(self.model, 'config', None)
+        limit = getattr(cfg, 'max_position_embeddings', None) or self.tokenizer.model_max_length
+        return [len(self.tokenizer.apply_chat_template(c, tokenize=True,
+                                                       add_generation_prompt=True))
+                for c in conversations], int(limit)
+
     def generate(self, conversations: List[List[dict]], params: SamplingParams,
                  n: int = 1, seeds: Optional[Sequence[int]] = None) -> List[List[str]]:
         """For each conversation (a list of ``{'role', 'content'}``), ``n`` completions of the

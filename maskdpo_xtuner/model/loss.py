@@ -19,6 +19,8 @@ mask_mode      chosen keeps        rejected keeps
 
 Tokens outside every sentence (separators) and the end-of-turn suffix follow
 ``separator_tokens`` and ``end_tokens``: 'keep' (default, as the official code) or 'mask'.
+``UNLABELLED`` tokens (response text no sentence covers, of unknown truth) are never kept: the
+dataset builder's ``unlabelled_tokens`` decides, before training, whether there are any.
 """
 import torch
 import torch.nn.functional as F
@@ -48,7 +50,7 @@ def token_weights(token_class: torch.Tensor, mask_mode: str = 'both',
                                       | (~chosen_row & (not mask_rejected)))
     keep |= (token_class == SEPARATOR) & (separator_tokens == 'keep')
     keep |= (token_class == END) & (end_tokens == 'keep')
-    return keep.float()
+    return keep.float()  # UNLABELLED (and PROMPT) tokens are never kept
 
 
 def preference_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected,

@@ -9,18 +9,23 @@ response::
      "n_sentences", "n_hallucinated", "n_unparsed", "score"}
 
 ``score`` = non-hallucinated / parsed sentences (None if none is parsed); ``unparsed`` sentences
-are counted apart, never as correct. Killed and restarted, the job skips the ids already written.
+are counted apart, never as correct. Each record also says which ``annotator`` made it (its
+settings and its judge's fingerprint). Killed and restarted, the job skips the ids already
+written, if the output was made by the same job (annotator, judge, inputs: its manifest,
+maskdpo_xtuner/manifest.py); ``overwrite=True`` starts again.
 """
 import argparse
 import inspect
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Dict, List, Optional
 
 from ..annotate import (SentenceTask, label_counts, pooled_score, resolve_annotator,
                         response_stats)
 from ..generation.base import SamplingParams
-from ..io import ResumableJsonlWriter, iter_jsonl, read_jsonl
+from ..io import ResumableJsonlWriter, read_jsonl
+from ..manifest import content_hash, fingerprint
+from ..validate import check_document, check_sample, records as read_checked
 from .backends import BackendLike, add_backend_args, backend_spec, opened
 
 
@@ -50,6 +55,15 @@ class AnnotatorSpec:
                                  '(a judge model and backend)')
             kwargs['backend'] = backend
         return cls(**kwargs)
+
+
+def annotator_info(annotator, judge=None) -> dict:
+    """What annotates: the spec's settings and the judge's fingerprint, or an object's class."""
+    if isinstance(annotator, AnnotatorSpec):
+        return {**asdict(annotator), 'judge': fingerprint(judge)}
+    return {'name': getattr(annotator, 'name', None),
+            'object': f'{type(annotator).__module__}.{type(annotator).__qualname__}',
+            'judge': fingerprint(getattr(annotator, 'backend', None))}
 
 
 def annotate_chunk(annotator, records: List[dict], documents: Dict, save_trace=False):
@@ -85,10 +99,12 @@ def annotate_chunk(annotator, records: List[dict], documents: Dict, save_trace=F
     return out
 
 
-def load_documents(records: List[dict], documents_path: Optional[str] = None) -> Dict:
+def load_documents(records: List[dict], documents_path: Optional[str] = None,
+                   on_error: str = 'raise') -> Dict:
     """{id: reference document}: from a JSONL of ``{"id", "document"}``, then each record's own
     ``document`` field (which wins)."""
-    documents = {r['id']: r['document'] for r in iter_jsonl(documents_path)} \
+    documents = {r['id']: r['document'] for r in
+                 read_checked(documents_path, check_document, on_error)} \
         if documents_path else {}
     documents.update({r['id']: r['document'] for r in records if r.get('document')})
     return documents
@@ -96,22 +112,28 @@ def load_documents(records: List[dict], documents_path: Optional[str] = None) ->
 
 def annotate(inp: str, out: str, annotator: AnnotatorSpec,
              judge: Optional[BackendLike] = None, documents_path: Optional[str] = None,
-             chunk_questions: int = 64, save_trace: bool = False, progress: bool = True) -> dict:
+             chunk_questions: int = 64, save_trace: bool = False, progress: bool = True,
+             overwrite: bool = False, on_error: str = 'raise') -> dict:
     """Annotate the sampler's file ``inp`` into ``out`` (resumed); returns :func:`summarize`.
 
     ``annotator``: an :class:`AnnotatorSpec` (built only if there is work, with ``judge`` as its
-    backend), or any object with ``annotate`` (used as is).
+    backend), or any object with ``annotate`` (used as is). ``on_error='skip'``: invalid input
+    records are left out and counted (maskdpo_xtuner/validate.py).
     """
     from tqdm import tqdm
-    records = read_jsonl(inp)
-    ids = [r.get('id') for r in records]
-    if None in ids:
-        raise ValueError(f'{inp}: line {ids.index(None) + 1} has no "id"')
+    records = read_checked(inp, check_sample, on_error)
+    ids = [r['id'] for r in records]
     if len(set(ids)) != len(ids):
-        raise ValueError(f'{inp}: duplicate ids')
-    documents = load_documents(records, documents_path)
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise ValueError(f'{inp}: id {dup!r} appears {ids.count(dup)} times')
+    documents = load_documents(records, documents_path, on_error)
     name = getattr(annotator, 'name', type(annotator).__name__)
-    with ResumableJsonlWriter(out, key=lambda r: r['id']) as writer, ExitStack() as stack:
+    info = annotator_info(annotator, judge)
+    job = {'stage': 'annotate', 'settings': {'annotator': info, 'save_trace': save_trace},
+           'inputs': {'samples': content_hash(records),
+                      'documents': content_hash(list(documents.items()))}}
+    with ResumableJsonlWriter(out, key=lambda r: r['id'], manifest=job,
+                              overwrite=overwrite) as writer, ExitStack() as stack:
         todo = [r for r in records if r['id'] not in writer.done]
         if todo and isinstance(annotator, AnnotatorSpec):
             engine = None
@@ -128,7 +150,7 @@ def annotate(inp: str, out: str, annotator: AnnotatorSpec,
             for k in range(0, len(todo), chunk_questions):
                 chunk = todo[k:k + chunk_questions]
                 for rec in annotate_chunk(annotator, chunk, documents, save_trace):
-                    writer.write(rec)
+                    writer.write({**rec, 'annotator': info})
                 bar.update(len(chunk))
     return summarize(out)
 
@@ -170,6 +192,9 @@ def add_annotator_args(p: argparse.ArgumentParser):
     g.add_argument('--annotate-batch-size', type=int, default=None,
                    help='max conversations per judge call (default: all of a step)')
     g.add_argument('--documents', help='JSONL of {"id", "document"} (else each line\'s own)')
+    g.add_argument('--overwrite', action='store_true',
+                   help='start the output again (a resume must match the manifest of the job '
+                        'that wrote it: annotator, judge, inputs)')
     add_backend_args(p, prefix='judge-', role='judge', batch_size=64)
 
 

@@ -7,22 +7,27 @@ does only the missing work. The policy generates every run first and is closed, 
 annotates every run and is closed, so two engines never hold memory at once. Then
 ``D/metrics.json`` (every run's metrics and their mean/std, formulas in
 :mod:`maskdpo_xtuner.metrics`), ``D/metrics.csv`` and ``D/metrics.md`` are (re)written.
-``D/eval_config.json`` records the generation and judge settings; resuming with other ones is
-refused.
+``D/eval_config.json`` is the evaluation's manifest (maskdpo_xtuner/manifest.py): the content of
+the questions and documents, the fingerprint of the evaluated weights, the generation settings
+and the annotator with its judge's fingerprint; never a path. Running again with any of them
+changed (new weights at the same path, a cut questions file) is refused, naming what differs,
+so old metrics never come back under new inputs; ``overwrite=True`` (``--overwrite``) starts
+again. The whole evaluation holds a lock on ``D/metrics.json``.
 """
 import csv
 import json
 import os
 from contextlib import closing
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import List, Optional
 
 from ..generation.base import SamplingParams
 from ..io import read_jsonl
+from ..manifest import bind, content_hash, file_hash, fingerprint, lock
 from ..metrics import (METRICS, SUMMARY_HEADER, aggregate, markdown_table, run_metrics,
                        summary_cells)
-from .annotate import AnnotatorSpec, annotate
-from .backends import BackendLike, BackendSpec, OnDemand
+from .annotate import AnnotatorSpec, annotate, annotator_info
+from .backends import BackendLike, OnDemand
 from .sample import load_questions, sample
 
 
@@ -44,6 +49,8 @@ class EvalSettings:
     boot_seed: int = 0
     confidence: float = 0.95
     progress: bool = True
+    overwrite: bool = False               # start again (else resume only the same evaluation)
+    on_error: str = 'raise'               # invalid question records: 'raise' or 'skip'
 
     def runs(self):
         """[(run name, seed or None)]: greedy once, or sampling once per seed."""
@@ -56,34 +63,16 @@ class EvalSettings:
                               top_k=self.top_k, top_p=self.top_p, do_sample=True, seed=seed)
 
 
-def _describe(x) -> Optional[dict]:
-    if isinstance(x, (BackendSpec, AnnotatorSpec)):
-        return asdict(x) if isinstance(x, AnnotatorSpec) else x.describe()
-    return None if x is None else {'object': type(x).__name__}
-
-
-def check_config(s: EvalSettings, model_name: str, policy, annotator, judge) -> dict:
-    """Write D/eval_config.json, or refuse if it holds different generation/judge settings."""
-    cfg = {'questions': os.path.abspath(s.questions), 'model': model_name,
-           'policy': _describe(policy), 'temperature': s.temperature, 'top_k': s.top_k,
-           'top_p': s.top_p, 'max_new_tokens': s.max_new_tokens, 'system': s.system,
-           'annotator': _describe(annotator), 'judge': _describe(judge),
-           'documents': s.documents and os.path.abspath(s.documents)}
-    if not s.seeds:  # sampling settings do not apply to greedy runs
-        for k in ('temperature', 'top_k', 'top_p'):
-            cfg[k] = None
-    path = os.path.join(s.out_dir, 'eval_config.json')
-    if os.path.exists(path):
-        with open(path, encoding='utf-8') as f:
-            old = json.load(f)
-        diff = {k: (old.get(k), v) for k, v in cfg.items() if old.get(k) != v}
-        if diff:
-            raise ValueError(f'{s.out_dir} holds an evaluation with other settings '
-                             f'(old, new): {diff}; use another output folder')
-    os.makedirs(s.out_dir, exist_ok=True)
-    with open(path, 'w', encoding='utf-8') as f:
-        json.dump(cfg, f, indent=2, ensure_ascii=False)
-    return cfg
+def eval_job(s: EvalSettings, questions, model_name: str, policy, annotator, judge) -> dict:
+    """The manifest of an evaluation: content and fingerprints, never paths."""
+    sampled = bool(s.seeds)  # sampling settings do not apply to greedy runs
+    return {'stage': 'eval_anah',
+            'inputs': {'questions': content_hash(questions), 'documents': file_hash(s.documents)},
+            'settings': {'model_name': model_name, 'max_new_tokens': s.max_new_tokens,
+                         'system': s.system, 'temperature': s.temperature if sampled else None,
+                         'top_k': s.top_k if sampled else None,
+                         'top_p': s.top_p if sampled else None},
+            'model': fingerprint(policy), 'annotator': annotator_info(annotator, judge)}
 
 
 def evaluate_anah(s: EvalSettings, policy: BackendLike, model_name: str,
@@ -94,8 +83,15 @@ def evaluate_anah(s: EvalSettings, policy: BackendLike, model_name: str,
     a factory or a backend. ``annotator``: an :class:`AnnotatorSpec` or an object with
     ``annotate``.
     """
-    check_config(s, model_name, policy, annotator, judge)
-    questions = load_questions(s.questions)
+    with lock(os.path.join(s.out_dir, 'metrics.json')):
+        return _evaluate(s, policy, model_name, annotator, judge)
+
+
+def _evaluate(s: EvalSettings, policy, model_name, annotator, judge) -> dict:
+    questions = load_questions(s.questions, s.on_error)
+    bind(os.path.join(s.out_dir, 'metrics.json'),
+         eval_job(s, questions, model_name, policy, annotator, judge), s.overwrite,
+         path=os.path.join(s.out_dir, 'eval_config.json'))
     paths = {name: (os.path.join(s.out_dir, name, 'responses.jsonl'),
                     os.path.join(s.out_dir, name, 'annotated.jsonl')) for name, _ in s.runs()}
     with closing(OnDemand(policy)) as engine:  # built once for all runs, closed before judging
@@ -103,13 +99,13 @@ def evaluate_anah(s: EvalSettings, policy: BackendLike, model_name: str,
             print(f'== run {name}: generate', flush=True)
             sample(questions, paths[name][0], engine, s.params(seed), n=1,
                    model_name=model_name, system=s.system, batch_size=s.batch_size,
-                   progress=s.progress)
+                   progress=s.progress, overwrite=s.overwrite)
     with closing(OnDemand(judge)) as judge_engine:
         for name, _ in s.runs():
             print(f'== run {name}: annotate', flush=True)
             annotate(paths[name][0], paths[name][1], annotator,
                      None if judge is None else judge_engine, documents_path=s.documents,
-                     progress=s.progress)
+                     progress=s.progress, overwrite=s.overwrite)
     ids = {q['id'] for q in questions}
     runs = []
     for name, seed in s.runs():
@@ -118,7 +114,7 @@ def evaluate_anah(s: EvalSettings, policy: BackendLike, model_name: str,
         if missing:
             raise ValueError(f'{paths[name][1]}: {len(missing)} questions not annotated')
         m = run_metrics(records, s.unparsed_as, s.n_boot, s.boot_seed, s.confidence,
-                        judge={'annotator': _describe(annotator), 'judge': _describe(judge)})
+                        judge=annotator_info(annotator, judge))
         runs.append({'run': name, 'seed': seed,
                      'decoding': 'greedy' if seed is None else 'sample', **m})
     agg = aggregate(runs)

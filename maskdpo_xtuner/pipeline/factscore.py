@@ -8,10 +8,14 @@ counted as ``n_no_knowledge``).
 
 Outputs in ``out_dir``: ``generations.jsonl`` (when generating), ``factscore_details.jsonl``
 (per response: sentences, facts, verdicts, raw judge answers, passages used; appended and
-resumed by key, so a re-run only scores what is missing: use a new ``out_dir`` after changing
-the judge, prompts or knowledge, since finished records are never re-scored),
+resumed by key, so a re-run only scores what is missing),
 ``factscore.json`` and ``factscore.md`` (metrics over this run's inputs, and the settings).
 The scoring itself is :class:`maskdpo_xtuner.factscore.FactScorer`.
+
+Both resumable files have manifests (maskdpo_xtuner/manifest.py): generations are resumed only
+for the same model fingerprint, name, prompt and decoding, details only for the same judge,
+prompts, knowledge content, retrieval settings and responses; anything else is refused, naming
+what differs (``overwrite=True`` / ``--overwrite`` starts again).
 """
 import json
 import os
@@ -23,6 +27,9 @@ from ..factscore import (BIO_PROMPT, EXTRACT_PROMPT, VERIFY_PROMPT, FactScorer,
                          KnowledgeSource, aggregate, fill, load_prompt, render_markdown)
 from ..generation.base import SamplingParams
 from ..io import ResumableJsonlWriter, read_jsonl
+from ..manifest import content_hash, file_hash, fingerprint
+from ..validate import check_entity, check_generation, read_records
+from .context import check_context
 from .backends import BackendLike, OnDemand, opened
 
 
@@ -40,6 +47,8 @@ class FactScoreSettings:
     skip_missing_topics: bool = False
     chunk: int = 64                     # responses per round (one extraction, one verification)
     progress: bool = True
+    overwrite: bool = False             # start the outputs again
+    on_error: str = 'raise'             # invalid input records: 'raise' or 'skip'
 
 
 def _topic(rec: dict, where: str) -> str:
@@ -57,10 +66,10 @@ def _check_unique(items: List[dict], path: str) -> None:
         seen.add(it['key'])
 
 
-def load_generations(path: str) -> List[dict]:
+def load_generations(path: str, on_error: str = 'raise') -> List[dict]:
     """[{key, topic, response}]: ``id`` is the key if present, else the topic."""
     items = []
-    for i, rec in enumerate(read_jsonl(path), 1):
+    for i, rec in read_records(path, check_generation, on_error):
         topic = _topic(rec, f'{path}:{i}')
         if 'response' in rec:
             response = rec['response']
@@ -77,7 +86,7 @@ def load_generations(path: str) -> List[dict]:
 def load_entities(path: str) -> List[str]:
     """Entities: one per line, or JSONL with ``topic`` / ``entity``."""
     if path.endswith('.jsonl'):
-        return [_topic(r, f'{path}:{i}') for i, r in enumerate(read_jsonl(path), 1)]
+        return [_topic(r, f'{path}:{i}') for i, r in read_records(path, check_entity)]
     with open(path, encoding='utf-8') as f:
         return [line.strip() for line in f if line.strip()]
 
@@ -87,9 +96,19 @@ def generate_responses(s: FactScoreSettings, entities: List[str], policy: Backen
     """Answer the entities not yet in ``generations.jsonl`` (chunk by chunk, resumably)."""
     from tqdm import tqdm
     path = os.path.join(s.out_dir, 'generations.jsonl')
-    with ResumableJsonlWriter(path, key=lambda r: r['topic']) as w, \
+    job = {'stage': 'factscore_generate', 'inputs': {'entities': content_hash(entities)},
+           'settings': {'model_name': model_name, 'prompt_template': s.prompt_template,
+                        'sampling': s.params.to_dict()},
+           'model': fingerprint(policy)}
+    with ResumableJsonlWriter(path, key=lambda r: r['topic'], manifest=job,
+                              overwrite=s.overwrite) as w, \
             closing(OnDemand(policy)) as engine:
         todo = [e for e in dict.fromkeys(entities) if e not in w.done]
+        if todo:
+            prompts = [[{'role': 'user', 'content': fill(s.prompt_template, entity=e)}]
+                       for e in todo]
+            fit, _ = check_context(list(zip(todo, prompts)), engine(), s.params.max_new_tokens)
+            todo = [todo[k] for k in fit]
         with tqdm(total=len(todo), desc='generating', disable=not s.progress) as bar:
             for i in range(0, len(todo), s.chunk):
                 part = todo[i:i + s.chunk]
@@ -115,7 +134,7 @@ def evaluate_factscore(s: FactScoreSettings, judge: BackendLike, judge_name: Opt
     if (generations is None) == (entities is None):
         raise ValueError('give exactly one of generations (a file to score) or entities')
     os.makedirs(s.out_dir, exist_ok=True)
-    given = None if entities else load_generations(generations)
+    given = None if entities else load_generations(generations, s.on_error)
     topics = load_entities(entities) if entities else [it['topic'] for it in given]
     knowledge = KnowledgeSource(s.knowledge, s.passage_words, topics=set(topics))
     missing = sorted({t for t in topics if t not in knowledge})
@@ -131,7 +150,14 @@ def evaluate_factscore(s: FactScoreSettings, judge: BackendLike, judge_name: Opt
         items = [it for it in given if it['topic'] not in missing]
 
     details_path = os.path.join(s.out_dir, 'factscore_details.jsonl')
-    with ResumableJsonlWriter(details_path, key=lambda r: r['key']) as w:
+    job = {'stage': 'factscore_score', 'judge': fingerprint(judge),
+           'settings': {'judge_name': judge_name, 'retrieve_k': s.retrieve_k,
+                        'passage_words': s.passage_words,
+                        'extract_prompt': load_prompt(s.extract_prompt),
+                        'verify_prompt': load_prompt(s.verify_prompt)},
+           'inputs': {'knowledge': file_hash(s.knowledge), 'responses': content_hash(items)}}
+    with ResumableJsonlWriter(details_path, key=lambda r: r['key'], manifest=job,
+                              overwrite=s.overwrite) as w:
         todo = [it for it in items if it['key'] not in w.done]
         if todo:
             with opened(judge) as engine:

@@ -9,34 +9,47 @@ Output, one line per question: the input fields plus ``prompt`` (the messages se
 token cap, or null when the backend does not say), ``sampling`` (the parameters) and ``model``.
 
 Resumable: finished questions are written one by one; a restart skips their ids (a half-written
-last line is dropped) and does the rest, so each question is written exactly once.
+last line is dropped) and does the rest, so each question is written exactly once. A restart
+continues only the same job (settings, questions, model fingerprint: ``<out>.manifest.json``,
+maskdpo_xtuner/manifest.py), and prompts too long for the model are refused or skipped before
+generation (pipeline/context.py).
+
 Seeds. With a run seed, question q is sampled with ``derive_seed(seed, q['id'])`` and its copy j
 with ``derive_seed(that, j)`` (generation/base.py): its answers depend on the run seed, its id
 and j only, not on the batch size, the order, which questions share its batch or where a resumed
 run restarted; the same question under two ids gets different answers.
 """
+import sys
 from typing import List, Optional
 
 from ..generation.base import SamplingParams, derive_seed, finish_reason
-from ..io import ResumableJsonlWriter, read_jsonl
+from ..io import ResumableJsonlWriter
+from ..manifest import content_hash, fingerprint
+from ..validate import check_question, read_records
 from .backends import BackendLike, opened
+from .context import check_context
 
 
-def load_questions(path: str) -> List[dict]:
-    """Read the questions; every record needs a unique ``id`` and a ``question`` or
-    ``messages``."""
-    questions, first_seen = read_jsonl(path), {}
-    for i, q in enumerate(questions, 1):
-        if 'id' not in q:
-            raise ValueError(f'{path}: record {i} has no "id"')
-        if 'messages' not in q and 'question' not in q:
-            raise ValueError(f'{path}: record {i} (id {q["id"]!r}) has neither "question" '
-                             f'nor "messages"')
+def load_questions(path: str, on_error: str = 'raise') -> List[dict]:
+    """Read the questions (:func:`maskdpo_xtuner.validate.check_question`): every record needs
+    a unique ``id`` and a ``question`` or ``messages``."""
+    questions, first_seen = [], {}
+    for line, q in read_records(path, check_question, on_error):
         if q['id'] in first_seen:
-            raise ValueError(f'{path}: record {i} repeats id {q["id"]!r} '
-                             f'(first used by record {first_seen[q["id"]]})')
-        first_seen[q['id']] = i
+            raise ValueError(f'{path}:{line}: id {q["id"]!r} is repeated (first used on line '
+                             f'{first_seen[q["id"]]})')
+        first_seen[q['id']] = line
+        questions.append(q)
     return questions
+
+
+def sample_job(questions, backend, params: SamplingParams, n: int, model_name: str,
+               system: Optional[str]) -> dict:
+    """The manifest of a sampling job (maskdpo_xtuner/manifest.py)."""
+    return {'stage': 'sample', 'inputs': {'questions': content_hash(questions)},
+            'settings': {'n': n, 'sampling': params.to_dict(), 'model_name': model_name,
+                         'system': system},
+            'model': fingerprint(backend)}
 
 
 def build_prompt(q: dict, system: Optional[str] = None) -> List[dict]:
@@ -54,25 +67,37 @@ def question_seed(seed: int, q: dict) -> int:
 
 def sample(questions: List[dict], out: str, backend: BackendLike, params: SamplingParams,
            n: int, model_name: str, system: Optional[str] = None,
-           batch_size: int = 64, progress: bool = True) -> dict:
-    """Write ``n`` responses per question to ``out`` (resumed: done ids are skipped).
+           batch_size: int = 64, progress: bool = True, overwrite: bool = False,
+           on_error: str = 'raise') -> dict:
+    """Write ``n`` responses per question to ``out`` (resumed: done ids are skipped, if ``out``
+    was made by the same job: see maskdpo_xtuner/manifest.py; ``overwrite`` starts again).
 
     ``backend``: a :class:`BackendSpec` or factory (built only if there is work) or a backend.
-    ``batch_size``: sequences per ``generate`` call (questions x n). Returns counts.
+    ``batch_size``: sequences per ``generate`` call (questions x n). ``on_error='skip'``
+    leaves out prompts too long for the model (counted) instead of stopping. Returns counts.
     """
     from tqdm import tqdm
     if n < 1 or batch_size < 1:
         raise ValueError('n and batch_size must be >= 1')
-    cut = 0
-    with ResumableJsonlWriter(out, key=lambda r: r['id']) as writer:
+    cut, too_long = 0, []
+    job = sample_job(questions, backend, params, n, model_name, system)
+    with ResumableJsonlWriter(out, key=lambda r: r['id'], manifest=job,
+                              overwrite=overwrite) as writer:
         todo = [(i, q) for i, q in enumerate(questions) if q['id'] not in writer.done]
         with tqdm(total=len(questions), initial=len(questions) - len(todo), desc='questions',
                   disable=not progress) as bar:
             if todo:
                 with opened(backend) as engine:
+                    fit, too_long = check_context(
+                        [(q['id'], build_prompt(q, system)) for _, q in todo], engine,
+                        params.max_new_tokens, on_error)
+                    todo = [todo[k] for k in fit]
                     cut = _sample_todo(todo, writer, engine, params, n, model_name, system,
                                        batch_size, bar)
-    return {'questions': len(questions), 'sampled': len(todo), 'cut_at_max_new_tokens': cut}
+    for msg in too_long:
+        print(f'skipped (prompt_too_long): {msg}', file=sys.stderr)
+    return {'questions': len(questions), 'sampled': len(todo), 'cut_at_max_new_tokens': cut,
+            'skipped': {'prompt_too_long': len(too_long)}}
 
 
 def _sample_todo(todo, writer, engine, params, n, model_name, system, batch_size, bar) -> int:

@@ -117,7 +117,8 @@ def build_pairs_view(paths, tokenizer, max_length: int, separator_tokens: str = 
     raw = _raw_records(paths, {p.meta['source'] for p in pairs})
     items, dropped = [], []
     for pair in pairs:
-        kept, why = tokenize_and_filter([pair], tokenizer, max_length, filters, progress=False)
+        kept, why, _ = tokenize_and_filter([pair], tokenizer, max_length, filters,
+                                           progress=False)
         items.append(kept[0] if kept else tokenize_pair(tokenizer, pair, max_length))
         dropped.append(None if kept else next(iter(why)))
     bits = _weights(items, separator_tokens, end_tokens)

@@ -20,14 +20,20 @@ Masks are not part of the key: values are stored per token, and the masks (``mas
 label mapping, ``separator_tokens`` / ``end_tokens``) are applied later from ``token_class``, so
 changing them reuses the same file.
 
+Computing the file is resumable: finished pairs are kept in shards beside it
+(:class:`PartialRefLogps`, ``PATH.parts/``, each written atomically), reused by a restart of the
+same computation (same data key and reference) and removed once the file is complete.
+
 Stored per sequence: ``len(ids) - 1`` fp32 values, value t = log p(ids[t + 1] | ids[:t + 1]) (0 on
 prompt tokens), exactly what the policy's own scoring (``model/logps.py``) returns for that row;
 4 bytes per token in total. The pass that computes them is ``model/reference.py``: this file
 holds the format, the keys and the checks, and imports nothing from the model or the dataset.
 """
+import glob
 import hashlib
 import json
 import os
+import shutil
 import time
 from typing import Dict, List, Sequence
 
@@ -106,16 +112,80 @@ def _local_snapshot(repo_id, revision):
 
 
 # ---------------------------------------------------------------------------- file
+def _save_atomic(obj, path: str):
+    """torch.save to a temporary file renamed over ``path``; the temporary is removed on any
+    failure, and leftovers of killed writers (``path.tmp*``) are removed first."""
+    for stale in glob.glob(glob.escape(path) + '.tmp*'):
+        os.remove(stale)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f'{path}.tmp{os.getpid()}'
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def save_ref_logps(path: str, logps: Dict[int, tuple], key: dict, reference: dict):
     """Write the cache atomically: one flat fp32 tensor, per-sequence offsets, and the key."""
+    missing = [i for i in range(key['data']['pairs']) if i not in logps]
+    if missing:
+        raise ValueError(f'{path}: reference log-probs missing for {len(missing)} pairs '
+                         f'(first: #{missing[0]}); not written')
     rows = [logps[i][k] for i in range(len(logps)) for k in (0, 1)]
     offsets = torch.tensor([0] + [len(r) for r in rows]).cumsum(0)
     meta = dict(key, reference=reference, format=FORMAT,
                 created=time.strftime('%Y-%m-%d %H:%M:%S'))
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f'{path}.tmp{os.getpid()}'
-    torch.save({'meta': meta, 'logps': torch.cat(rows).float(), 'offsets': offsets}, tmp)
-    os.replace(tmp, path)
+    _save_atomic({'meta': meta, 'logps': torch.cat(rows).float(), 'offsets': offsets}, path)
+
+
+class PartialRefLogps:
+    """The pairs already computed for the cache ``path``, kept in ``path.parts/`` as shards.
+
+    A shard holds ``{pair index: (chosen, rejected)}``; ``key.json`` there says which data and
+    reference they belong to. Opened with another key, the old shards are removed (and said
+    so); an unreadable shard (a writer killed mid-save never leaves one: saves are atomic) is
+    reported and recomputed."""
+
+    def __init__(self, path: str, key: dict, reference: dict, rank: int = 0):
+        self.dir, self.rank, self.count = path + '.parts', rank, 0
+        ident = {'data': key['data']['sha256'], 'tokenizer': key['tokenizer'],
+                 'max_length': key['max_length'], 'reference': reference}
+        keyfile = os.path.join(self.dir, 'key.json')
+        if os.path.exists(keyfile):
+            with open(keyfile, encoding='utf-8') as f:
+                if json.load(f) != ident:
+                    print(f'{self.dir}: shards of another computation (data or reference '
+                          'changed): removed', flush=True)
+                    shutil.rmtree(self.dir, ignore_errors=True)
+        if rank == 0 and not os.path.exists(keyfile):
+            os.makedirs(self.dir, exist_ok=True)
+            tmp = keyfile + '.tmp'
+            with open(tmp, 'w', encoding='utf-8') as f:
+                json.dump(ident, f)
+            os.replace(tmp, keyfile)
+
+    def done(self) -> Dict[int, tuple]:
+        """Every pair in a readable shard (of any rank)."""
+        out = {}
+        for shard in sorted(glob.glob(os.path.join(self.dir, 'shard-*.pt'))):
+            try:
+                out.update(torch.load(shard, map_location='cpu', weights_only=True))
+            except Exception as e:  # noqa: BLE001 - unreadable: recompute its pairs
+                print(f'{shard}: unreadable ({type(e).__name__}), its pairs are recomputed',
+                      flush=True)
+        return out
+
+    def add(self, logps: Dict[int, tuple]):
+        """Keep a batch of finished pairs (atomically)."""
+        os.makedirs(self.dir, exist_ok=True)
+        name = f'shard-r{self.rank}-{os.getpid()}-{self.count:06d}.pt'
+        self.count += 1
+        _save_atomic(logps, os.path.join(self.dir, name))
+
+    def remove(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def load_ref_logps(path: str) -> dict:
@@ -124,8 +194,13 @@ def load_ref_logps(path: str) -> dict:
             f'no reference log-probs at {path} (ref_logps_cache): compute them first with '
             '`python tools/precompute_ref_logps.py CONFIG`, or set ref_logps_cache = None to '
             'run the reference model online')
-    cache = torch.load(path, map_location='cpu', mmap=True, weights_only=True)
-    if cache.get('meta', {}).get('format') != FORMAT:
+    try:
+        cache = torch.load(path, map_location='cpu', mmap=True, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - truncated, corrupt or not a torch file
+        raise StaleRefLogps(f'{path}: cannot read the reference log-prob cache (truncated or '
+                            f'corrupt? {type(e).__name__}: {e}); recompute it with `python '
+                            'tools/precompute_ref_logps.py CONFIG`') from e
+    if not isinstance(cache, dict) or cache.get('meta', {}).get('format') != FORMAT:
         raise StaleRefLogps(f'{path}: not a reference log-prob cache of format {FORMAT}')
     return cache
 
@@ -150,9 +225,17 @@ def attach_ref_logps(items: List[dict], path: str, tokenizer, max_length: int):
                      f'differ at pair #{first}')
     _refuse_if(diffs, path, meta)
     offsets, flat = cache['offsets'].tolist(), cache['logps']
+    if len(offsets) != 2 * len(items) + 1 or offsets[-1] != len(flat):
+        raise StaleRefLogps(f'{path}: damaged: {len(offsets) - 1} rows and {len(flat)} values '
+                            f'for {len(items)} pairs; recompute it')
     for i, item in enumerate(items):
         for k, side in enumerate(('chosen', 'rejected')):
-            item[f'{side}_ref_logps'] = flat[offsets[2 * i + k]:offsets[2 * i + k + 1]].clone()
+            row = flat[offsets[2 * i + k]:offsets[2 * i + k + 1]]
+            if len(row) != len(item[f'{side}_ids']) - 1:
+                raise StaleRefLogps(f'{path}: pair #{i} {side}: {len(row)} values for '
+                                    f"{len(item[f'{side}_ids'])} tokens (expected one less); "
+                                    'the file is damaged or not from this data: recompute it')
+            item[f'{side}_ref_logps'] = row.clone()
     print_log(f'Reference log-probs: read {len(items)} pairs from {path} '
               f"(computed {meta['created']} with {meta['reference']['path']})", logger='current')
 

@@ -186,3 +186,77 @@ def test_xtuner_train_with_the_cache_never_builds_the_reference(tiny_model_dir, 
                        weights_only=False)['state_dict']
     assert any(k.startswith('llm.') for k in state)
     assert not any(k.startswith('ref_llm.') for k in state)  # no reference was ever built
+
+
+# ---------------------------------------------------------------------------- resumable, damaged
+def _content(path):
+    c = torch.load(path, weights_only=True)
+    meta = {k: v for k, v in c['meta'].items() if k != 'created'}
+    return meta, c['logps'], c['offsets']
+
+
+def test_interrupted_precompute_resumes_to_the_same_file(tiny_model_dir, cache, tmp_path,
+                                                         monkeypatch, capsys):
+    """Issue 10, defect 10: a run that dies after some shards computes only the rest, and the
+    file equals an uninterrupted run's; no shard or temporary file is left behind."""
+    import maskdpo_xtuner.model.reference as reference_mod
+    real, calls = reference_mod.compute_ref_logps, []
+
+    def dies_after_two(*a, **k):
+        if len(calls) == 2:
+            raise KeyboardInterrupt('killed')
+        calls.append(len(a[2]))
+        return real(*a, **k)
+
+    path = str(tmp_path / 'resumed.pt')
+    monkeypatch.setattr(reference_mod, 'compute_ref_logps', dies_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        load_precompute(tiny_model_dir, path, '--save-every', '5')
+    assert not os.path.exists(path) and len(glob.glob(path + '.parts/shard-*.pt')) == 2
+    monkeypatch.setattr(reference_mod, 'compute_ref_logps',
+                        lambda *a, **k: calls.append(len(a[2])) or real(*a, **k))
+    calls.clear()
+    load_precompute(tiny_model_dir, path, '--save-every', '5')
+    assert 'resuming: 10 pairs already computed, 22 to go' in capsys.readouterr().out
+    assert sum(calls) == 22
+    monkeypatch.setattr(reference_mod, 'compute_ref_logps', real)
+    whole = load_precompute(tiny_model_dir, str(tmp_path / 'whole.pt'), '--save-every', '5')
+    a, b = _content(whole), _content(path)  # the same batches, so the same bits
+    assert a[0] == b[0] and torch.equal(a[1], b[1]) and torch.equal(a[2], b[2])
+    torch.testing.assert_close(b[1], _content(cache)[1], rtol=1e-5, atol=1e-5)  # other batches
+    assert not os.path.exists(path + '.parts') and not glob.glob(path + '.tmp*')
+
+
+def load_precompute(model_dir, path, *extra):
+    from conftest import load_script
+    opts = cache_options(model_dir, path)
+    return load_script('precompute_ref_logps').main(
+        [TINY, '--batch-size', '5', *extra, '--cfg-options']
+        + [f'{k}={v}' for k, v in opts.items()])
+
+
+def test_damaged_caches_are_refused_naming_the_file(tiny_model_dir, cache, tmp_path):
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    truncated = tmp_path / 'truncated.pt'
+    truncated.write_bytes(open(cache, 'rb').read()[:2000])
+    with pytest.raises(StaleRefLogps, match=rf'{truncated}: cannot read'):
+        build_maskdpo_dataset(SAMPLE, tok, 256, progress=False, ref_logps_cache=str(truncated))
+    c = torch.load(cache, weights_only=True)
+    short = c['offsets'].clone()
+    short[1:] -= 1  # the first row one value short, every later row shifted
+    torch.save({**c, 'offsets': short, 'logps': c['logps'][:-1]}, tmp_path / 'short.pt')
+    with pytest.raises(StaleRefLogps, match=r'short.pt: pair #0 chosen: \d+ values for \d+ tok'):
+        build_maskdpo_dataset(SAMPLE, tok, 256, progress=False,
+                              ref_logps_cache=str(tmp_path / 'short.pt'))
+
+
+def test_a_killed_writers_temporary_file_is_cleaned(tmp_path):
+    from maskdpo_xtuner.ref_logps import save_ref_logps
+    path = str(tmp_path / 'c.pt')
+    open(path + '.tmp12345', 'wb').write(b'half a file')  # what kill -9 mid-save leaves
+    key = {'data': {'sha256': 'x', 'pairs': 1, 'pair_sha256': ['x']}, 'tokenizer': 't',
+           'max_length': 8}
+    save_ref_logps(path, {0: (torch.zeros(2), torch.zeros(3))}, key, {'path': 'm'})
+    assert os.listdir(tmp_path) == ['c.pt']
+    with pytest.raises(ValueError, match='missing for 1 pairs'):
+        save_ref_logps(path, {}, key, {'path': 'm'})

@@ -9,6 +9,9 @@ initial policy, or with LoRA the base model) and the output file (``ref_logps_ca
 must be the same in ``model`` and in the dataset). One no-grad pass, batched, with a progress
 bar; under torchrun every rank takes every WORLD_SIZE-th pair and rank 0 writes the file. Then
 ``xtuner train CONFIG`` trains without ever loading the reference model.
+
+Resumable: every ``--save-every`` pairs the finished ones are kept in shards beside the file
+(``PATH.parts/``, maskdpo_xtuner/ref_logps.py); killed and run again, it computes only the rest.
 """
 import argparse
 import copy
@@ -21,7 +24,8 @@ import torch
 import torch.distributed as dist
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from maskdpo_xtuner.ref_logps import data_key, reference_fingerprint, save_ref_logps  # noqa: E402
+from maskdpo_xtuner.ref_logps import (PartialRefLogps, data_key,  # noqa: E402
+                                      reference_fingerprint, save_ref_logps)
 
 
 def dataset_cfg(cfg):
@@ -71,6 +75,8 @@ def main(argv=None):
     p.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
                    help='override config keys, as for xtuner train')
     p.add_argument('--batch-size', type=int, default=8, help='pairs per forward pass')
+    p.add_argument('--save-every', type=int, default=256,
+                   help='pairs computed between two saved shards (what a kill can lose)')
     args = p.parse_args(argv)
     cfg = Config.fromfile(args.config)
     cfg.merge_from_dict(args.cfg_options)
@@ -89,15 +95,27 @@ def main(argv=None):
     print(f'[rank {rank}/{world}] reference {ref_id["path"]} on {device}, '
           f'{len(dataset)} pairs (max_length {dataset.max_length})', flush=True)
 
-    logps = compute_ref_logps(reference, dataset.items, range(rank, len(dataset), world),
-                              args.batch_size, progress=rank == 0,
-                              chunked_lm_head=cfg.model.get('chunked_lm_head', True))
+    parts = PartialRefLogps(path, key, ref_id, rank)
+    if dist.is_initialized():
+        dist.barrier()  # rank 0 has checked (or cleared) the shards' key
+    logps = {i: v for i, v in parts.done().items() if i % world == rank}
+    todo = [i for i in range(rank, len(dataset), world) if i not in logps]
+    if logps:
+        print(f'[rank {rank}/{world}] resuming: {len(logps)} pairs already computed, '
+              f'{len(todo)} to go', flush=True)
+    for s in range(0, len(todo), args.save_every):
+        new = compute_ref_logps(reference, dataset.items, todo[s:s + args.save_every],
+                                args.batch_size, progress=rank == 0,
+                                chunked_lm_head=cfg.model.get('chunked_lm_head', True))
+        parts.add(new)
+        logps.update(new)
     if world > 1:
         parts = [None] * world if rank == 0 else None
         dist.gather_object(logps, parts, dst=0)
         logps = {i: v for part in (parts or []) for i, v in part.items()}
     if rank == 0:
         save_ref_logps(path, logps, key, ref_id)
+        parts.remove()
         tokens = sum(len(a) + len(b) + 2 for a, b in logps.values())
         dt = time.perf_counter() - t0
         print(f'wrote {path}: {len(logps)} pairs, {tokens} tokens, '

@@ -132,6 +132,20 @@ def load_ref_logps(path: str) -> dict:
 def attach_ref_logps(items: List[dict], path: str, tokenizer, max_length: int):
     """Check the cache against this data and add ``chosen_ref_logps`` / ``rejected_ref_logps``
     to every item (the dataset side of ``ref_logps_cache``)."""
+    flat, offsets = checked_ref_logps(items, path, tokenizer, max_length)
+    for i, item in enumerate(items):
+        item.update(ref_logps_of(flat, offsets, i))
+
+
+def ref_logps_of(flat, offsets: List[int], i: int) -> dict:
+    """Pair ``i``'s ``chosen_ref_logps`` and ``rejected_ref_logps`` from the checked cache."""
+    return {f'{side}_ref_logps': flat[offsets[2 * i + k]:offsets[2 * i + k + 1]].clone()
+            for k, side in enumerate(('chosen', 'rejected'))}
+
+
+def checked_ref_logps(items: Sequence[dict], path: str, tokenizer, max_length: int):
+    """The cache's (flat fp32 tensor, offsets) once checked against ``items`` (any sequence
+    of tokenized pairs: a list, or the Arrow dataset read row by row)."""
     cache = load_ref_logps(path)
     meta, now = cache['meta'], data_key(items, tokenizer, max_length)
     diffs = []
@@ -147,12 +161,9 @@ def attach_ref_logps(items: List[dict], path: str, tokenizer, max_length: int):
         diffs.append(f'data: cache {len(old)} pairs, this run {len(new)}; token ids first '
                      f'differ at pair #{first}')
     _refuse_if(diffs, path, meta)
-    offsets, flat = cache['offsets'].tolist(), cache['logps']
-    for i, item in enumerate(items):
-        for k, side in enumerate(('chosen', 'rejected')):
-            item[f'{side}_ref_logps'] = flat[offsets[2 * i + k]:offsets[2 * i + k + 1]].clone()
     print_log(f'Reference log-probs: read {len(items)} pairs from {path} '
               f"(computed {meta['created']} with {meta['reference']['path']})", logger='current')
+    return cache['logps'], cache['offsets'].tolist()
 
 
 def check_reference(path: str, llm_cfg) -> dict:

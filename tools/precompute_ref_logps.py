@@ -81,7 +81,7 @@ def main(argv=None):
     ds_cfg = copy.deepcopy(dataset_cfg(cfg))
     ds_cfg.ref_logps_cache = None  # the data exactly as training builds it, minus the cache
     dataset = BUILDER.build(ds_cfg)
-    key = data_key(dataset.items, dataset.tokenizer, dataset.max_length)
+    key = data_key(dataset, dataset.tokenizer, dataset.max_length)
     ref_cfg = cfg.model.ref_llm if cfg.model.get('ref_llm') is not None else cfg.model.llm
     ref_id = reference_fingerprint(ref_cfg)  # before building: that fills in the config
     device = f'cuda:{torch.cuda.current_device()}' if torch.cuda.is_available() else 'cpu'
@@ -89,7 +89,7 @@ def main(argv=None):
     print(f'[rank {rank}/{world}] reference {ref_id["path"]} on {device}, '
           f'{len(dataset)} pairs (max_length {dataset.max_length})', flush=True)
 
-    logps = compute_ref_logps(reference, dataset.items, range(rank, len(dataset), world),
+    logps = compute_ref_logps(reference, dataset, range(rank, len(dataset), world),
                               args.batch_size, progress=rank == 0,
                               chunked_lm_head=cfg.model.get('chunked_lm_head', True))
     if world > 1:

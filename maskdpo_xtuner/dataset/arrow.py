@@ -6,7 +6,7 @@
    fingerprint), the tokenizer (``ref_logps.tokenizer_fingerprint``), ``max_length``, the
    filters, ``on_error``, the ``dataset_map_fn``'s source and the source of the code that makes
    the items (``CODE_FILES``). The built set lives in ``DIR/<key>/``.
-2. Rank 0 (``torch.distributed`` if initialized, else ``LOCAL_RANK`` / ``RANK``) builds it if
+2. Rank 0 (``LOCAL_RANK``, else ``torch.distributed``'s, else ``RANK``) builds it if
    that folder does not exist: raw records -> ``map(num_proc=...)`` running the same per-record
    code as the list backend (``validate_record``, ``tokenize_pair``, ``filter_reason``) ->
    int32 ids and labels, int8 token classes -> ``save_to_disk`` into ``DIR/.building-*``, then
@@ -19,6 +19,7 @@ line by line as the list backend reads them, so errors name file, line and field
 are identical. Any other ``datasets.load_dataset`` source (``source=dict(path='parquet', ...)``,
 a local folder, a Hub name) is loaded by ``datasets`` and its rows numbered from 1 in errors.
 """
+import contextlib
 import hashlib
 import inspect
 import json
@@ -47,11 +48,8 @@ _STARTED = time.time()
 
 def features():
     from datasets import Features, Sequence as Seq, Value
-    cols = {}
-    for side in SIDES:
-        cols[f'{side}_ids'] = Seq(Value('int32'))
-        cols[f'{side}_labels'] = Seq(Value('int32'))
-        cols[f'{side}_token_class'] = Seq(Value('int8'))
+    cols = {f'{side}_{k}': Seq(Value('int8' if k == 'token_class' else 'int32'))
+            for side in SIDES for k in ('ids', 'labels', 'token_class')}
     cols.update(prompt_tokens=Value('int32'), source=Value('string'), _status=Value('string'),
                 _field=Value('string'), _message=Value('string'), _loose=Value('int32'))
     return Features(cols)
@@ -146,7 +144,8 @@ def _local_files(source) -> Optional[list]:
 
 
 # ---------------------------------------------------------------------------- the key
-def cache_key(files, source, tokenizer, max_length, filters, on_error, map_fn) -> dict:
+def cache_key(files, source, tokenizer, max_length, filters, on_error, map_fn,
+              cache_dir) -> dict:
     data = {}
     local = files if files is not None else _local_files(source)
     if local is not None:
@@ -162,9 +161,28 @@ def cache_key(files, source, tokenizer, max_length, filters, on_error, map_fn) -
     return {'format': FORMAT, 'data': data,
             'source': None if source is None else json.dumps(source, sort_keys=True,
                                                              default=str),
-            'tokenizer': tokenizer_fingerprint(tokenizer), 'max_length': int(max_length),
+            'tokenizer': _tokenizer_id(tokenizer, cache_dir), 'max_length': int(max_length),
             'filters': sorted(filters), 'on_error': on_error,
             'dataset_map_fn': _function_id(map_fn), 'code': code.hexdigest()}
+
+
+def _tokenizer_id(tokenizer, cache_dir: str) -> str:
+    """``tokenizer_fingerprint`` (the one ``ref_logps_cache`` checks), remembered in
+    ``cache_dir/.tokenizers/`` under the sha256 of the tokenizer's raw serialization: computing
+    it parses and re-sorts the whole vocabulary (~5 s for Llama-3's), hashing the raw text takes
+    ~0.6 s, so a cached start does not pay for the parse again."""
+    if not hasattr(tokenizer, 'backend_tokenizer'):
+        return tokenizer_fingerprint(tokenizer)
+    raw = json.dumps([tokenizer.backend_tokenizer.to_str(), tokenizer.chat_template,
+                      tokenizer.all_special_tokens])
+    memo = os.path.join(cache_dir, '.tokenizers', hashlib.sha256(raw.encode()).hexdigest())
+    if not os.path.exists(memo):
+        os.makedirs(os.path.dirname(memo), exist_ok=True)
+        with open(f'{memo}.tmp{os.getpid()}', 'w') as f:
+            f.write(tokenizer_fingerprint(tokenizer))
+        os.replace(f'{memo}.tmp{os.getpid()}', memo)
+    with open(memo) as f:
+        return f.read().strip()
 
 
 def _function_id(fn):
@@ -184,11 +202,15 @@ def digest(key: dict) -> str:
 
 
 def build_rank() -> int:
-    """This process's rank: torch.distributed's if initialized, else LOCAL_RANK / RANK."""
+    """Which rank builds: LOCAL_RANK when the launcher sets it (torchrun, mmengine's slurm
+    launcher), so each node's first rank builds when cache_dir is node-local and the rename
+    settles the race when it is shared; else torch.distributed's rank, else RANK."""
     import torch.distributed as dist
+    if 'LOCAL_RANK' in os.environ:
+        return int(os.environ['LOCAL_RANK'])
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank()
-    return int(os.environ.get('LOCAL_RANK', os.environ.get('RANK', 0)))
+    return int(os.environ.get('RANK', 0))
 
 
 # ---------------------------------------------------------------------------- build or open
@@ -209,7 +231,8 @@ def build_arrow_dataset(data_files, tokenizer, max_length: int = 1024,
         raise ValueError('give either data_files (JSONL) or source (load_dataset arguments)')
     check_filters(filters)
     files = _jsonl_files(data_files, source)
-    key = cache_key(files, source, tokenizer, max_length, filters, on_error, dataset_map_fn)
+    key = cache_key(files, source, tokenizer, max_length, filters, on_error, dataset_map_fn,
+                    cache_dir)
     final = os.path.join(cache_dir, digest(key))
     failed = f'{final}.failed'
     t0 = time.perf_counter()
@@ -311,12 +334,10 @@ def _report(rows, on_error: str) -> dict:
 
 
 def _note_failure(failed: str, e: BaseException):
-    try:
+    with contextlib.suppress(OSError):  # the build's own error is the one to raise
         with open(f'{failed}.tmp{os.getpid()}', 'w') as f:
             f.write(f'{type(e).__name__}: {e}')
         os.replace(f'{failed}.tmp{os.getpid()}', failed)
-    except OSError:
-        pass
 
 
 def _wait(final: str, failed: str, timeout: float):

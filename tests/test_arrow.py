@@ -258,3 +258,14 @@ def test_packing_and_reference_cache_on_arrow(tmp_path, tiny_model_dir, cache):
         for k in x:
             if torch.is_tensor(x[k]):
                 assert x[k].dtype == y[k].dtype and torch.equal(x[k], y[k]), k
+
+
+@pytest.mark.usefixtures('one_thread')
+def test_precompute_ref_logps_on_the_arrow_dataset(tmp_path, tiny_model_dir, cache):
+    from conftest import precompute
+    out = precompute(tiny_model_dir, str(tmp_path / 'ref.pt'),
+                     **{'train_dataloader.dataset.backend': 'arrow',
+                        'train_dataloader.dataset.cache_dir': str(tmp_path / 'c')})
+    a, b = (torch.load(p, weights_only=True) for p in (cache, out))
+    assert a['meta']['data'] == b['meta']['data'] and torch.equal(a['offsets'], b['offsets'])
+    assert torch.equal(a['logps'], b['logps'])

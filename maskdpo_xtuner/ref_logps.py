@@ -209,6 +209,20 @@ def load_ref_logps(path: str) -> dict:
 def attach_ref_logps(items: List[dict], path: str, tokenizer, max_length: int):
     """Check the cache against this data and add ``chosen_ref_logps`` / ``rejected_ref_logps``
     to every item (the dataset side of ``ref_logps_cache``)."""
+    flat, offsets = checked_ref_logps(items, path, tokenizer, max_length)
+    for i, item in enumerate(items):
+        item.update(ref_logps_of(flat, offsets, i))
+
+
+def ref_logps_of(flat, offsets: List[int], i: int) -> dict:
+    """Pair ``i``'s ``chosen_ref_logps`` and ``rejected_ref_logps`` from the checked cache."""
+    return {f'{side}_ref_logps': flat[offsets[2 * i + k]:offsets[2 * i + k + 1]].clone()
+            for k, side in enumerate(('chosen', 'rejected'))}
+
+
+def checked_ref_logps(items: Sequence[dict], path: str, tokenizer, max_length: int):
+    """The cache's (flat fp32 tensor, offsets) once checked against ``items`` (any sequence
+    of tokenized pairs: a list, or the Arrow dataset read row by row)."""
     cache = load_ref_logps(path)
     meta, now = cache['meta'], data_key(items, tokenizer, max_length)
     diffs = []
@@ -228,16 +242,17 @@ def attach_ref_logps(items: List[dict], path: str, tokenizer, max_length: int):
     if len(offsets) != 2 * len(items) + 1 or offsets[-1] != len(flat):
         raise StaleRefLogps(f'{path}: damaged: {len(offsets) - 1} rows and {len(flat)} values '
                             f'for {len(items)} pairs; recompute it')
-    for i, item in enumerate(items):
+    for i in range(len(items)):
+        item = items[i]
         for k, side in enumerate(('chosen', 'rejected')):
-            row = flat[offsets[2 * i + k]:offsets[2 * i + k + 1]]
-            if len(row) != len(item[f'{side}_ids']) - 1:
-                raise StaleRefLogps(f'{path}: pair #{i} {side}: {len(row)} values for '
+            n = offsets[2 * i + k + 1] - offsets[2 * i + k]
+            if n != len(item[f'{side}_ids']) - 1:
+                raise StaleRefLogps(f'{path}: pair #{i} {side}: {n} values for '
                                     f"{len(item[f'{side}_ids'])} tokens (expected one less); "
                                     'the file is damaged or not from this data: recompute it')
-            item[f'{side}_ref_logps'] = row.clone()
     print_log(f'Reference log-probs: read {len(items)} pairs from {path} '
               f"(computed {meta['created']} with {meta['reference']['path']})", logger='current')
+    return flat, offsets
 
 
 def check_reference(path: str, llm_cfg, dtype) -> dict:

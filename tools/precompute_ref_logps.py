@@ -87,7 +87,7 @@ def main(argv=None):
     ds_cfg = copy.deepcopy(dataset_cfg(cfg))
     ds_cfg.ref_logps_cache = None  # the data exactly as training builds it, minus the cache
     dataset = BUILDER.build(ds_cfg)
-    key = data_key(dataset.items, dataset.tokenizer, dataset.max_length)
+    key = data_key(dataset, dataset.tokenizer, dataset.max_length)
     ref_cfg = cfg.model.ref_llm if cfg.model.get('ref_llm') is not None else cfg.model.llm
     device = f'cuda:{torch.cuda.current_device()}' if torch.cuda.is_available() else 'cpu'
     reference = build_reference(copy.deepcopy(ref_cfg)).to(device)
@@ -104,7 +104,7 @@ def main(argv=None):
         print(f'[rank {rank}/{world}] resuming: {len(logps)} pairs already computed, '
               f'{len(todo)} to go', flush=True)
     for s in range(0, len(todo), args.save_every):
-        new = compute_ref_logps(reference, dataset.items, todo[s:s + args.save_every],
+        new = compute_ref_logps(reference, dataset, todo[s:s + args.save_every],
                                 args.batch_size, progress=rank == 0,
                                 chunked_lm_head=cfg.model.get('chunked_lm_head', True))
         parts.add(new)

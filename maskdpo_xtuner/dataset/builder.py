@@ -82,14 +82,32 @@ def unlabelled(item: dict, pair: Pair, how: str) -> int:
     return n
 
 
+def check_filters(filters: Sequence[str]):
+    unknown = set(filters) - set(FILTERS)
+    if unknown:
+        raise ValueError(f'unknown filters {sorted(unknown)}; choose from {list(FILTERS)}')
+
+
+def filter_reason(pair: Pair, item: dict, max_length: int, filters: Sequence[str]):
+    """The first of ``filters`` that drops this tokenized pair, or None (it is kept)."""
+    if item['prompt_tokens'] >= max_length and 'prompt_too_long' in filters:
+        return 'prompt_too_long'
+    if pair.chosen == pair.rejected and 'identical_responses' in filters:
+        return 'identical_responses'
+    if CORRECT not in item['chosen_token_class'] and 'no_correct_in_chosen' in filters:
+        return 'no_correct_in_chosen'
+    if (HALLUCINATED not in item['rejected_token_class']
+            and 'no_hallucinated_in_rejected' in filters):
+        return 'no_hallucinated_in_rejected'
+    return None
+
+
 def tokenize_and_filter(pairs: Sequence[Pair], tokenizer, max_length: int,
                         filters: Sequence[str] = tuple(FILTERS), progress: bool = True,
                         unlabelled_tokens: str = 'mask', on_error: str = 'raise'):
     """Tokenize pairs and apply ``filters``; returns (items, Counter of dropped reasons,
     number of UNLABELLED tokens). ``unlabelled_tokens``: see :func:`build_maskdpo_dataset`."""
-    unknown = set(filters) - set(FILTERS)
-    if unknown:
-        raise ValueError(f'unknown filters {sorted(unknown)}; choose from {list(FILTERS)}')
+    check_filters(filters)
     if unlabelled_tokens not in UNLABELLED_TOKENS:
         raise ValueError(f'unlabelled_tokens must be one of {UNLABELLED_TOKENS}, got '
                          f'{unlabelled_tokens!r}')
@@ -103,16 +121,7 @@ def tokenize_and_filter(pairs: Sequence[Pair], tokenizer, max_length: int,
                 raise
             dropped['unlabelled_text'] += 1
             continue
-        reason = None
-        if item['prompt_tokens'] >= max_length and 'prompt_too_long' in filters:
-            reason = 'prompt_too_long'
-        elif pair.chosen == pair.rejected and 'identical_responses' in filters:
-            reason = 'identical_responses'
-        elif CORRECT not in item['chosen_token_class'] and 'no_correct_in_chosen' in filters:
-            reason = 'no_correct_in_chosen'
-        elif (HALLUCINATED not in item['rejected_token_class']
-              and 'no_hallucinated_in_rejected' in filters):
-            reason = 'no_hallucinated_in_rejected'
+        reason = filter_reason(pair, item, max_length, filters)
         if reason:
             dropped[reason] += 1
             continue
@@ -125,7 +134,9 @@ def build_maskdpo_dataset(data_files, tokenizer, max_length: int = 1024,
                           dataset_map_fn: Optional[Callable] = None, on_error: str = 'raise',
                           filters: Sequence[str] = tuple(FILTERS), progress: bool = True,
                           ref_logps_cache: Optional[str] = None,
-                          unlabelled_tokens: str = 'mask') -> MaskDPODataset:
+                          unlabelled_tokens: str = 'mask', backend: str = 'lists',
+                          cache_dir: Optional[str] = None, num_proc: int = 1,
+                          source: Optional[dict] = None):
     """Build the training set from JSONL files in the official Mask-DPO format.
 
     Args:
@@ -146,8 +157,25 @@ def build_maskdpo_dataset(data_files, tokenizer, max_length: int = 1024,
             the report): 'mask' (default: out of the loss on both sides), 'keep' (in the loss
             as a separator, the behaviour before), 'error' (refuse such a pair; with
             ``on_error='skip'`` drop it, counted as ``unlabelled_text``).
+        backend: 'lists' (every pair as Python lists, in every process) or 'arrow' (a
+            memory-mapped ``datasets.Dataset`` built once by rank 0 into ``cache_dir`` and
+            opened by every rank and every later start; see ``arrow.py``, docs/datasets.md).
+        cache_dir, num_proc, source: for backend='arrow' only: where the built set is kept,
+            how many processes tokenize, and any ``datasets.load_dataset`` keyword arguments
+            (e.g. ``dict(path='parquet', data_files=...)``) instead of ``data_files``.
     """
     tokenizer = _build(tokenizer)
+    if backend == 'arrow':
+        if unlabelled_tokens != 'mask':
+            raise ValueError(f"unlabelled_tokens={unlabelled_tokens!r} needs backend='lists' "
+                             "(the Arrow backend masks unlabelled text, and does not count it)")
+        from .arrow import build_arrow_dataset
+        return build_arrow_dataset(data_files, tokenizer, max_length, dataset_map_fn, on_error,
+                                   filters, progress, ref_logps_cache, cache_dir, num_proc,
+                                   source)
+    if backend != 'lists' or source is not None:
+        raise ValueError(f"backend must be 'lists' or 'arrow' (source= needs 'arrow'), got "
+                         f'{backend!r}')
     files = [data_files] if isinstance(data_files, str) else list(data_files)
     pairs, read_report = read_pairs(files, on_error=on_error, map_fn=dataset_map_fn)
     items, dropped, n_unlabelled = tokenize_and_filter(pairs, tokenizer, max_length, filters,
@@ -157,11 +185,9 @@ def build_maskdpo_dataset(data_files, tokenizer, max_length: int = 1024,
         invalid['unlabelled_text'] = dropped.pop('unlabelled_text')
         read_report.examples.setdefault('unlabelled_text', 'response text covered by no '
                                         'sentence (unlabelled_tokens=error)')
-    report = {'read': read_report.kept + sum(read_report.dropped.values()),
-              'invalid': invalid, 'filtered': dict(dropped),
-              'kept': len(items), 'loose_sentence_matches': read_report.loose_matches,
-              'unlabelled_tokens': n_unlabelled, 'unlabelled_mode': unlabelled_tokens}
-    _log_report(report, read_report)
+    report = make_report(read_report, dropped, len(items), invalid, n_unlabelled,
+                         unlabelled_tokens)
+    log_report(report)
     if not items:
         raise ValueError(f'no training pairs left from {files}: {report}')
     if ref_logps_cache:
@@ -176,13 +202,27 @@ def _build(tokenizer):
     return tokenizer
 
 
-def _log_report(report: dict, read_report: ReadReport):
+def make_report(read_report: ReadReport, dropped: Counter, kept: int,
+                invalid: Optional[dict] = None, unlabelled_tokens: Optional[int] = None,
+                unlabelled_mode: str = 'mask') -> dict:
+    """What was read, dropped (why, with an example) and kept: a JSON-able dict, logged by
+    ``log_report`` (and stored with the Arrow cache, which logs it again on every start).
+    ``unlabelled_tokens`` None: not counted (the Arrow backend does not count them yet)."""
+    return {'read': read_report.kept + sum(read_report.dropped.values()),
+            'invalid': dict(read_report.dropped) if invalid is None else invalid,
+            'filtered': dict(dropped), 'kept': kept,
+            'loose_sentence_matches': read_report.loose_matches,
+            'unlabelled_tokens': unlabelled_tokens, 'unlabelled_mode': unlabelled_mode,
+            'examples': dict(read_report.examples)}
+
+
+def log_report(report: dict):
     msg = [f"Mask-DPO data: read {report['read']} records, kept {report['kept']} pairs"]
     for reason, n in sorted(report['invalid'].items()):
-        msg.append(f'  invalid ({reason}): {n}   e.g. {read_report.examples[reason]}')
+        msg.append(f"  invalid ({reason}): {n}   e.g. {report['examples'][reason]}")
     for reason, n in sorted(report['filtered'].items()):
         msg.append(f'  filtered ({reason}: {FILTERS[reason]}): {n}')
-    if report['unlabelled_tokens']:
+    if report.get('unlabelled_tokens'):
         msg.append(f"  {report['unlabelled_tokens']} response tokens are covered by no sentence "
                    f"(unlabelled): {report['unlabelled_mode']} (unlabelled_tokens)")
     if report['loose_sentence_matches']:

@@ -29,8 +29,9 @@ class PackedPairs(Dataset):
         if shuffle_before_pack:
             random.Random(seed).shuffle(order)
         self.packs, self.dropped, pack, size = [], 0, [], 0
+        lengths = pair_lengths(self.dataset)
         for i in order:
-            n = len(self.dataset[i]['chosen_ids']) + len(self.dataset[i]['rejected_ids'])
+            n = lengths[i]
             if n > max_packed_length:
                 self.dropped += 1
                 continue
@@ -51,3 +52,10 @@ class PackedPairs(Dataset):
 
     def __getitem__(self, idx):
         return {'pairs': [self.dataset[i] for i in self.packs[idx]]}
+
+
+def pair_lengths(dataset):
+    """Tokens per pair (chosen + rejected): the Arrow dataset reads them from its offsets."""
+    if hasattr(dataset, 'pair_lengths'):
+        return dataset.pair_lengths()
+    return [len(it['chosen_ids']) + len(it['rejected_ids']) for it in dataset]

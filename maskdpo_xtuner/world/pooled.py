@@ -182,8 +182,10 @@ def answers_markdown(answers: dict) -> List[str]:
             lines.append(f'| {a} | ' + ' | '.join(
                 f'{answers[arm][set_name][dec]["attributes"][a]["correct"]:.0%} / '
                 f'{answers[arm][set_name][dec]["attributes"][a]["wrong"]:.0%}' for arm in arms) + ' |')
-        for key, fmt in (('sentences', '{:.2f}'), ('facts', '{:.2f}'), ('other_subject', '{:.0%}')):
-            lines.append(f'| **{key} per answer** | ' + ' | '.join(
+        for key, name, fmt in (('sentences', 'sentences per answer', '{:.2f}'),
+                               ('facts', 'unique correct facts per answer', '{:.2f}'),
+                               ('other_subject', 'answers about another subject', '{:.0%}')):
+            lines.append(f'| **{name}** | ' + ' | '.join(
                 fmt.format(answers[arm][set_name][dec][key]) for arm in arms) + ' |')
         lines.append('')
     return lines

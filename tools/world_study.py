@@ -6,9 +6,11 @@
     python tools/world_study.py --study tune --seeds 0 1          # pick lr on validation topics
     python tools/world_study.py --study ablation --lr 1e-4        # masks, end-of-turn token
     python tools/world_study.py --study scaling                   # topics vs questions per topic
+    python tools/world_study.py --worlds 0 1 2 3 --seeds 0 1 2    # pooled over worlds, paired CIs
+    python tools/world_study.py --study masks --worlds 0 1 2 3 --seeds 0 1 2  # gap vs property
 
-Writes results.md, results.json and results.png (main: in --out; other studies: in
---out/<study>/). Stages whose inputs did not change are reused, so adding a seed or a study to
+Writes results.md, results.json and results.png per world (in --out/world/W/baseB/) and pooled
+over worlds (main: in --out; other studies: in --out/<study>/). Stages whose inputs did not change are reused, so adding a seed or a study to
 the same --out only does the new work.
 """
 import argparse
@@ -22,8 +24,12 @@ from maskdpo_xtuner.world.study import run_study  # noqa: E402
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--preset', choices=['quick', 'default'], default='default')
-    p.add_argument('--study', choices=['main', 'ablation', 'scaling', 'tune'], default='main')
-    p.add_argument('--seeds', type=int, nargs='+', default=[0])
+    p.add_argument('--study', choices=['main', 'ablation', 'scaling', 'tune', 'masks'],
+                   default='main')
+    p.add_argument('--seeds', type=int, nargs='+', default=[0], help='training seeds')
+    p.add_argument('--worlds', type=int, nargs='+', default=[0], help='world seeds')
+    p.add_argument('--base-seeds', type=int, nargs='+',
+                   help="the base model's seed, one per world (default: the world's seed)")
     p.add_argument('--out', default='work_dirs/world_study')
     p.add_argument('--eval-split', choices=['test', 'val'], default='test',
                    help='topics evaluated on (the tune study always uses val)')
@@ -41,7 +47,8 @@ def parse_args(argv=None):
 
 def main(argv=None) -> dict:
     a = parse_args(argv)
-    return run_study(a.preset, a.seeds, a.out, a.study, a.eval_split, lr=a.lr, lrs=a.lrs, k=a.k,
+    return run_study(a.preset, a.seeds, a.out, a.study, a.eval_split, a.worlds, a.base_seeds,
+                     lr=a.lr, lrs=a.lrs, k=a.k,
                      pretrain_steps=a.pretrain_steps, max_new_tokens=a.max_new_tokens,
                      eval_samples=a.eval_samples, threads=a.threads, jobs=a.jobs)
 

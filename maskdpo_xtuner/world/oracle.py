@@ -65,7 +65,7 @@ def parse(sentence: str, kind: str) -> Optional[Tuple[str, str, str, bool]]:
 
 
 @functools.lru_cache(maxsize=4096)
-def _judge_answer(response: str, topic: str, kind: str, facts_items: tuple) -> tuple:
+def judge_answer(response: str, topic: str, kind: str, facts_items: tuple) -> tuple:
     """(text, (label, trace)) for each sentence of one answer (repeats need the ones before)."""
     facts = dict(facts_items)
     seen, out = set(), []
@@ -114,7 +114,7 @@ class WorldOracle:
                 raise ValueError(f"the world oracle needs the world's question records "
                                  f"(fields topic, kind, facts); question {task.meta.get('id')!r} "
                                  'has none')
-            labels = _judge_answer(task.response or task.sentence, rec['topic'], rec['kind'],
+            labels = judge_answer(task.response or task.sentence, rec['topic'], rec['kind'],
                                    tuple(sorted(rec['facts'].items())))
             label, trace = self._locate(task, labels)
             reference = rec['facts'].get(trace.get('attribute'), '') if label != 'unverifiable' \
@@ -130,7 +130,7 @@ class WorldOracle:
             # no usable index: the first sentence with this text (a repeat then reads as new)
             k = next((i for i, (text, _) in enumerate(labels) if text == task.sentence), None)
         if k is None:  # a sentence given without its answer: judge it alone
-            return _judge_answer(task.sentence, task.meta['record']['topic'],
+            return judge_answer(task.sentence, task.meta['record']['topic'],
                                  task.meta['record']['kind'],
                                  tuple(sorted(task.meta['record']['facts'].items())))[0][1]
         return labels[k][1]

@@ -82,7 +82,8 @@ def _cell(m: dict, scale=1.0, digits=2) -> str:
 
 def results_markdown(doc: dict) -> str:
     agg, seeds = doc['aggregate'], doc['seeds']
-    lines = [f'# World study: {doc["study"]} (preset {doc["preset"]})', '',
+    where = f', world {doc["world"]}, base seed {doc["base_seed"]}' if 'world' in doc else ''
+    lines = [f'# World study: {doc["study"]} (preset {doc["preset"]}{where})', '',
              f'Evaluated on the held-out **{doc["eval_split"]}** topics: their in-domain '
              'questions and the out-of-domain question style. '
              f'Seeds {seeds}: mean ± std over seeds (ddof 1). Score = ANAH-style share of '

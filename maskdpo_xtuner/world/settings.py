@@ -65,7 +65,7 @@ def spec_name(s: dict) -> str:
 def arms(study: str, settings: StudySettings) -> Dict[str, Optional[dict]]:
     """Display name -> training spec (None: the base model, not trained)."""
     lr = settings.lr
-    if study == 'main':
+    if study in ('main', 'masks'):  # masks: the main arms, related to world properties
         return {'base': None, 'dpo': spec('none', lr=lr), 'maskdpo': spec('both', lr=lr)}
     if study == 'ablation':
         return {'base': None, 'none (DPO)': spec('none', lr=lr),

@@ -22,16 +22,17 @@ The world and the base model are shared by all seeds and studies, and so are tra
 the training directory is named by what defines it (masks, lr, data subset), so the
 ``maskdpo`` of the main study is the ``both`` of the ablation and the ``all`` of scaling.
 
-Layout of ``--out``::
+Layout of ``--out`` (world ``W``, base-model seed ``B``; shared by every study, so a study
+over several worlds reuses each world's stages)::
 
-    world/                  world.json, questions/{train,val,test}{,_ood}.jsonl
-    base/model/             the base model (Hugging Face folder)
-    base/eval/<set>-<dec>/  its evaluations (greedy shared by seeds; sampled per seed)
-    seed<S>/sample|annotate|pairs/
-    seed<S>/train/<spec>/   xtuner work dir, hf/ (the converted policy), losses.json
-    seed<S>/eval/<spec>/<set>-<dec>/
-    results.{md,json,png}           the main study on test topics
-    <study>[-val]/results.{md,json,png}   the other studies (tune: always on val)
+    world/W/world/                  world.json, questions/{train,val,test}{,_ood}.jsonl
+    world/W/baseB/model/            the base model (Hugging Face folder)
+    world/W/baseB/eval/<set>-<dec>/ its evaluations (greedy shared by seeds; sampled per seed)
+    world/W/baseB/seed<S>/sample|annotate|pairs/
+    world/W/baseB/seed<S>/train/<spec>/   xtuner work dir, hf/ (the converted policy), losses.json
+    world/W/baseB/seed<S>/eval/<spec>/<set>-<dec>/
+    world/W/baseB/[<study>[-val]/]results.{md,json,png}   one world's results
+    [<study>[-val]/]results.{md,json,png}   pooled over worlds (pooled.py)
 
 Settings and arms: ``settings.py``; tables and plots: ``results.py``.
 
@@ -57,6 +58,9 @@ from ..pipeline import AnnotatorSpec, BackendSpec, EvalSettings, SamplingParams
 from ..pipeline import annotate, evaluate_anah, load_questions, make_pairs, sample
 from ..train import model_path_options, train_command, train_env
 from .pretrain import pretrain
+from .properties import answer_stats, eval_answer_files, pair_properties
+from .masks import write_masks
+from .pooled import write_pooled
 from .results import aggregate_results, select_lr, summarize_runs, write_results
 from .settings import StudySettings, arms, preset, spec_name
 from .stages import ROOT, Stages, code_hash, write_json
@@ -69,14 +73,18 @@ CONFIGS = {'maskdpo': 'configs/world/world_maskdpo_cpu.py',
 class Study:
     def __init__(self, settings: StudySettings, out: str, seeds: List[int], study: str = 'main',
                  eval_split: str = 'test'):
-        self.s, self.out, self.seeds, self.study = settings, os.path.abspath(out), seeds, study
+        """One world (``settings.world.seed``) and base model (``settings.pretrain.seed``)."""
+        self.s, self.seeds, self.study = settings, seeds, study
+        self.top = os.path.abspath(out)
+        self.world_root = os.path.join(self.top, 'world', str(settings.world.seed))
+        self.out = os.path.join(self.world_root, f'base{settings.pretrain.seed}')
         self.eval_split = 'val' if study == 'tune' else eval_split
         self.stages = Stages()
         self.arms = arms(study, settings)
 
     # --------------------------------------------------------------- shared: world, base
     def build_world(self) -> str:
-        d = os.path.join(self.out, 'world')
+        d = os.path.join(self.world_root, 'world')
 
         def make():
             world = World.generate(self.s.world)
@@ -93,11 +101,11 @@ class Study:
         return self.world_key
 
     def _questions(self, split, ood=False):
-        return os.path.join(self.out, 'world', 'questions',
+        return os.path.join(self.world_root, 'world', 'questions',
                             f'{split}{"_ood" if ood else ""}.jsonl')
 
     def build_base(self) -> str:
-        d = os.path.join(self.out, 'base', 'model')
+        d = os.path.join(self.out, 'model')
         self.base_dir = d
         self.base_key = self.stages.run(
             'base model', d, {'world': self.world_key, 'config': asdict(self.s.pretrain),
@@ -239,6 +247,17 @@ class Study:
         return {'in-domain': self._questions(self.eval_split),
                 'ood': self._questions(self.eval_split, ood=True)}
 
+    def eval_dir(self, out_base, set_name, dec, seed):
+        set_tag = f'{self.eval_split}-{set_name}'
+        return os.path.join(out_base, f'{set_tag}-greedy' if dec == 'greedy'
+                            else f'{set_tag}-sample{seed}')
+
+    def answers(self, out_base, seed) -> dict:
+        """{set: {decoding: answer_stats}} of one evaluated model (properties.py)."""
+        return {set_name: {dec: answer_stats(eval_answer_files(
+                    self.eval_dir(out_base, set_name, dec, seed))) for dec in ('greedy', 'sampled')}
+                for set_name in self.eval_sets()}
+
     def evaluate(self, model_dir: str, model_key: str, out_base: str, seed: int,
                  tag: str) -> dict:
         """{set: {'greedy': metrics, 'sampled': metrics}} of one model."""
@@ -247,8 +266,8 @@ class Study:
             set_tag = f'{self.eval_split}-{set_name}'
             out[set_name] = {}
             for dec in ('greedy', 'sampled'):
-                sub = f'{set_tag}-greedy' if dec == 'greedy' else f'{set_tag}-sample{seed}'
-                d = os.path.join(out_base, sub)
+                d = self.eval_dir(out_base, set_name, dec, seed)
+                sub = os.path.basename(d)
                 es = EvalSettings(questions=questions, out_dir=d, max_new_tokens=s.max_new_tokens,
                                   batch_size=s.batch_size, n_boot=200, temperature=s.temperature,
                                   top_k=s.top_k, seeds=None if dec == 'greedy' else
@@ -286,18 +305,20 @@ class Study:
             with ThreadPoolExecutor(max(1, self.s.jobs)) as pool:
                 keys = dict(zip(unique, pool.map(lambda sp: self.train(sp, seed, pairs_key),
                                                  unique.values())))
-            results, training = {}, {}
+            results, training, answers = {}, {}, {}
             for name, sp in self.arms.items():
                 if sp is None:
-                    results[name] = self.evaluate(self.base_dir, self.base_key,
-                                                  os.path.join(self.out, 'base', 'eval'),
+                    ev = os.path.join(self.out, 'eval')
+                    results[name] = self.evaluate(self.base_dir, self.base_key, ev,
                                                   seed, f'seed {seed}: base')
+                    answers[name] = self.answers(ev, seed)
                     continue
                 sname = spec_name(sp)
                 d = self.seed_dir(seed, 'train', sname)
-                results[name] = self.evaluate(os.path.join(d, 'hf'), keys[sname],
-                                              self.seed_dir(seed, 'eval', sname), seed,
+                ev = self.seed_dir(seed, 'eval', sname)
+                results[name] = self.evaluate(os.path.join(d, 'hf'), keys[sname], ev, seed,
                                               f'seed {seed}: {sname}')
+                answers[name] = self.answers(ev, seed)
                 with open(os.path.join(d, 'losses.json')) as f:
                     losses = json.load(f)
                 log = losses['log']
@@ -306,12 +327,16 @@ class Study:
                                   'first_loss': log[0]['loss'] if log else None,
                                   'last_loss': log[-1]['loss'] if log else None,
                                   'last_reward_acc': log[-1].get('reward_acc') if log else None}
-            per_seed[seed] = {'results': results, 'pairs': pairs_summary, 'training': training}
+            per_seed[seed] = {'results': results, 'pairs': pairs_summary, 'training': training,
+                              'answers': answers, 'properties': pair_properties(
+                                  self.pairs_file, self.seed_dir(seed, 'annotate',
+                                                                 'annotated.jsonl'))}
         with open(os.path.join(self.base_dir, 'pretrain.json')) as f:
             base = json.load(f)
         setup = {'topics': {s: len(self.world.split(s)) for s in ('sft', 'train', 'val', 'test')},
                  'base_final_loss': base.get('final_loss')}
         doc = {'study': self.study, 'preset': self.s.preset, 'seeds': self.seeds,
+               'world': self.s.world.seed, 'base_seed': self.s.pretrain.seed,
                'eval_split': self.eval_split, 'settings': asdict(self.s), 'setup': setup,
                'arms': {n: sp for n, sp in self.arms.items()},
                'per_seed': per_seed, 'aggregate': aggregate_results(per_seed, self.arms),
@@ -323,17 +348,19 @@ class Study:
         return doc
 
     def results_dir(self):
-        """--out for the main study on test topics, else --out/<study>[-val]."""
-        if self.study == 'main' and self.eval_split == 'test':
-            return self.out
-        suffix = '-val' if self.eval_split == 'val' and self.study != 'tune' else ''
-        return os.path.join(self.out, self.study + suffix)
+        """This world's results: its folder, or <study>[-val]/ in it (as the pooled ones)."""
+        return pooled_dir(self.out, self.study, self.eval_split)
 
 
 def run_study(preset_name: str = 'default', seeds=(0,), out: str = 'work_dirs/world_study',
-              study: str = 'main', eval_split: str = 'test', **overrides) -> dict:
-    """Run one study; ``overrides``: ``lr``, ``k``, ``pretrain_steps``, ``lrs``, ``threads``,
-    ``jobs``, ``max_new_tokens``, ``eval_samples`` (None = the preset's value)."""
+              study: str = 'main', eval_split: str = 'test', worlds=(0,), base_seeds=None,
+              **overrides) -> dict:
+    """Run one study over worlds x training seeds and pool it (pooled.py). ``worlds``: world
+    seeds; ``base_seeds``: the base model's seed per world (default: the world's own seed);
+    ``overrides``: ``lr``, ``k``, ``pretrain_steps``, ``lrs``, ``threads``, ``jobs``,
+    ``max_new_tokens``, ``eval_samples`` (None = the preset's value). The ``masks`` study runs
+    the main study on validation and test topics, picks the world property that best explains the
+    Mask-DPO minus DPO gap on validation, and reports the test gap against it."""
     settings = copy.deepcopy(preset(preset_name))
     for k, v in overrides.items():
         if v is None:
@@ -344,4 +371,30 @@ def run_study(preset_name: str = 'default', seeds=(0,), out: str = 'work_dirs/wo
             setattr(settings, k, v)
         else:
             raise ValueError(f'unknown setting {k!r}')
-    return Study(settings, out, list(seeds), study, eval_split).run()
+    worlds = list(worlds)
+    base_seeds = list(worlds if base_seeds is None else base_seeds)
+    if len(base_seeds) != len(worlds) or len(set(zip(worlds, base_seeds))) != len(worlds):
+        raise ValueError(f'--base-seeds {base_seeds}: give one base seed per world {worlds}, '
+                         'and no (world, base seed) twice')
+
+    def over_worlds(study_name, split):
+        docs = []
+        for w, b in zip(worlds, base_seeds):
+            s = copy.deepcopy(settings)
+            s.world = dataclasses.replace(s.world, seed=w)
+            s.pretrain = dataclasses.replace(s.pretrain, seed=b)
+            docs.append(Study(s, out, list(seeds), study_name, split).run())
+        return docs
+    if study == 'masks':
+        return write_masks(over_worlds('main', 'val'), over_worlds('main', 'test'),
+                           os.path.join(os.path.abspath(out), 'masks'))
+    docs = over_worlds(study, eval_split)
+    return write_pooled(docs, pooled_dir(os.path.abspath(out), docs[0]['study'],
+                                         docs[0]['eval_split']))
+
+
+def pooled_dir(out: str, study: str, eval_split: str) -> str:
+    """--out for the main study on test topics, else --out/<study>[-val] (as per world)."""
+    if study == 'main' and eval_split == 'test':
+        return out
+    return os.path.join(out, study + ('-val' if eval_split == 'val' and study != 'tune' else ''))

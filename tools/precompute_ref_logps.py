@@ -110,9 +110,9 @@ def main(argv=None):
         parts.add(new)
         logps.update(new)
     if world > 1:
-        parts = [None] * world if rank == 0 else None
-        dist.gather_object(logps, parts, dst=0)
-        logps = {i: v for part in (parts or []) for i, v in part.items()}
+        gathered = [None] * world if rank == 0 else None
+        dist.gather_object(logps, gathered, dst=0)
+        logps = {i: v for part in (gathered or []) for i, v in part.items()}
     if rank == 0:
         save_ref_logps(path, logps, key, ref_id)
         parts.remove()

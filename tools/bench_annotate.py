@@ -10,6 +10,7 @@ checks this. The tiny random model answers gibberish, so most labels are ``unpar
 dialogues stop at step 1). That is fine for measuring throughput.
 """
 import argparse
+import dataclasses
 import os
 import sys
 import tempfile
@@ -19,6 +20,7 @@ from collections import Counter
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from maskdpo_xtuner.annotate import AnahV2Annotator, SentenceTask  # noqa: E402
 from maskdpo_xtuner.generation.base import SamplingParams  # noqa: E402
+from maskdpo_xtuner.pipeline.backends import add_backend_args, backend_spec  # noqa: E402
 
 
 class CountingBackend:
@@ -51,31 +53,24 @@ def make_tasks(n: int):
 
 
 def build(args, tmp):
-    from maskdpo_xtuner.generation import build_backend
-    if args.backend == 'openai':
-        return build_backend('openai', endpoints=args.endpoints.split(','), model=args.model)
-    if args.backend == 'lmdeploy':
-        return build_backend('lmdeploy', model_path=args.model)
-    model = args.model
-    if model is None:  # the tiny offline model
+    """The shared backend flags; with no --model, the tiny offline model."""
+    spec = backend_spec(args)
+    if spec.model is None:
+        if spec.backend != 'transformers':
+            raise SystemExit(f'--backend {spec.backend} needs --model')
         from maskdpo_xtuner.tiny import build_tiny_llama, train_bpe_tokenizer
         model = os.path.join(tmp, 'tiny')
         build_tiny_llama(train_bpe_tokenizer(), model, max_position_embeddings=4096)
-    return build_backend('transformers', model_path_or_model=model,
-                         batch_size=args.backend_batch_size)
+        spec = dataclasses.replace(spec, model=model)
+    return spec.build()
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--backend', default='transformers',
-                   choices=['transformers', 'lmdeploy', 'openai'])
-    p.add_argument('--model', help='default (transformers): a tiny random Llama built offline')
-    p.add_argument('--endpoints', help='comma-separated server URLs (openai backend)')
+    add_backend_args(p, role='judge (default: a tiny random Llama built offline)')
     p.add_argument('--sentences', type=int, default=32)
     p.add_argument('--max-new-tokens', type=int, default=16)
     p.add_argument('--templates', default='auto')
-    p.add_argument('--backend-batch-size', type=int, default=64,
-                   help='transformers backend: sequences per model.generate')
     args = p.parse_args(argv)
 
     tasks = make_tasks(args.sentences)

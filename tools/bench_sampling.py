@@ -23,15 +23,6 @@ TOPICS = ['France', 'Marie Curie', 'the Moon', 'Japan', 'the Nile', 'Isaac Newto
           'the printing press', 'Egypt', 'Albert Einstein', 'the Pacific Ocean']
 
 
-def vllm_python(build: bool = True) -> str:
-    """The vLLM venv's python, from tools/setup_vllm.sh (built once if ``build``)."""
-    import subprocess
-    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'setup_vllm.sh')
-    out = subprocess.run(['bash', script] + ([] if build else ['--find']), check=True,
-                         stdout=subprocess.PIPE, text=True).stdout
-    return out.strip().splitlines()[-1]
-
-
 def prompts(k: int):
     return [[{'role': 'user', 'content': f'Tell me about {TOPICS[i % len(TOPICS)]}.'
               + ('' if i < len(TOPICS) else f' ({i // len(TOPICS) + 1})')}] for i in range(k)]
@@ -71,7 +62,7 @@ def main(argv=None):
     print('| backend | answers | tokens | seconds | answers/s | tokens/s |\n|---|---|---|---|---|---|')
     port = serve.free_port()
     server = serve.Server(serve.vllm_command(model, port, served_name='bench',
-                                             log_requests=False, python=vllm_python()),
+                                             log_requests=False, python=serve.vllm_python(build=True)),
                           port, args.log, env=serve.vllm_env(1, args.cpus))
     try:
         server.start()

@@ -8,7 +8,8 @@ from .score import (is_hallucinated_label, label_counts, pooled_score, response_
 
 # Short names for load_annotator; anything else is an import path 'package.module:ClassName'.
 ANNOTATORS = {'anah': 'maskdpo_xtuner.annotate.anah:AnahV2Annotator',
-              'world': 'maskdpo_xtuner.world.oracle:WorldOracle'}
+              'world': 'maskdpo_xtuner.world.oracle:WorldOracle',
+              'countries': 'maskdpo_xtuner.countries:CountryJudge'}
 
 
 def resolve_annotator(spec: str) -> type:

@@ -52,6 +52,37 @@ def test_dpo_baseline_differs_only_in_mask_mode():
     assert dpo.optim_wrapper.to_dict() == full.optim_wrapper.to_dict()
 
 
+def _flat(node, prefix=''):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _flat(v, f'{prefix}{k}.')
+    else:
+        yield prefix.rstrip('.'), node
+
+
+def test_smollm2_config_changes_only_what_it_says():
+    """The real run's config is the 8B one with the model, batch x accumulation and the CPU's
+    needs changed (its header lists them), nothing else."""
+    full = dict(_flat(Config.fromfile(FULL).to_dict()))
+    small_cfg = Config.fromfile(os.path.join(CFG, 'smollm2_cpu_maskdpo.py'))
+    small = dict(_flat(small_cfg.to_dict()))
+    changed = {k for k in full.keys() | small.keys() if full.get(k, None) != small.get(k, None)}
+    allowed = {'pretrained_model_name_or_path', 'data_files', 'batch_size', 'accumulative_counts',
+               'num_gpus', 'warmup_ratio', 'global_batch'}
+    prefixes = ('tokenizer.', 'model.llm.', 'model.ref_llm.', 'train_dataloader.dataset.',
+                'train_dataset.',  # deleted: the dataloader's copy is the one used
+                'optim_wrapper.', 'param_scheduler', 'env_cfg.dist_cfg.backend',
+                'default_hooks.logger.interval', 'default_hooks.checkpoint.interval',
+                'model.use_activation_checkpointing', 'train_dataloader.batch_size')
+    unexpected = {k for k in changed if k not in allowed and not k.startswith(prefixes)}
+    assert not unexpected, unexpected
+    for k in changed & {k for k in full if k.startswith('train_dataloader.dataset.')}:
+        assert k.endswith(('pretrained_model_name_or_path', 'data_files')), k
+    assert small_cfg.optim_wrapper.optimizer.lr == 5e-6 and small_cfg.model.beta == 0.1
+    assert small_cfg.train_cfg.max_epochs == 3 and small_cfg.max_length == 1024
+    assert global_batch(small_cfg) == small_cfg.global_batch == 8
+
+
 def test_every_config_has_a_launch_command_in_its_header():
     for path in glob.glob(os.path.join(CFG, '*.py')):
         head = open(path).read().split('from ')[0]

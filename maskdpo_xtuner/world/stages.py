@@ -37,9 +37,10 @@ def hash_inputs(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def code_hash(stage: str) -> str:
+def code_hash(stage) -> str:
+    """Hash of the source files of ``stage`` (a name in CODE, or a list of paths under ROOT)."""
     h = hashlib.sha256()
-    for rel in CODE[stage]:
+    for rel in (CODE[stage] if isinstance(stage, str) else stage):
         path = os.path.join(ROOT, rel)
         files = sorted(os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs
                        if f.endswith('.py')) if os.path.isdir(path) else [path]

@@ -23,22 +23,19 @@ from typing import List, Optional, Sequence
 
 import requests
 
-def vllm_python(build: bool = False) -> Optional[str]:
+def vllm_python(setup_script: Optional[str] = None, build: bool = False) -> Optional[str]:
     """The python of the vLLM venv: ``$MASKDPO_VLLM_PYTHON`` (``tools/run.sh test`` sets it), else
-    the venv ``bash tools/setup_vllm.sh`` made (``build=True``: builds it once if missing);
-    None if there is none (or no tools/ folder, as in an installed wheel)."""
+    the venv the setup script (``tools/setup_vllm.sh``, passed by the caller) reports: built
+    once if ``build``, else only if it exists. None when there is none."""
     python = os.environ.get('MASKDPO_VLLM_PYTHON')
-    if python:
-        return python if os.path.exists(python) else None
-    script = Path(__file__).resolve().parent.parent / 'tools' / 'setup_vllm.sh'
-    if not script.exists():
-        return None
-    run = subprocess.run(['bash', str(script)] + ([] if build else ['--find']),
+    if python or setup_script is None:
+        return python if python and os.path.exists(python) else None
+    run = subprocess.run(['bash', str(setup_script)] + ([] if build else ['--find']),
                          stdout=subprocess.PIPE, text=True)
     lines = run.stdout.strip().splitlines()
     if run.returncode != 0 or not lines:
         if build:
-            raise RuntimeError(f'bash {script} failed (exit {run.returncode})')
+            raise RuntimeError(f'bash {setup_script} failed (exit {run.returncode})')
         return None
     return lines[-1]
 

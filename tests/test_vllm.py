@@ -16,6 +16,7 @@ import time
 import pytest
 import requests
 
+from conftest import ROOT
 from maskdpo_xtuner import serve
 from maskdpo_xtuner.generation import OpenAIBackend, SamplingParams, TransformersBackend
 from maskdpo_xtuner.generation.base import derive_seed
@@ -32,7 +33,8 @@ GREEDY = SamplingParams.greedy(max_new_tokens=32)
 
 @pytest.fixture(scope='module')
 def vllm_py():
-    python = serve.vllm_python()  # $MASKDPO_VLLM_PYTHON, else the setup script's venv if built
+    # $MASKDPO_VLLM_PYTHON, else the setup script's venv if it is built
+    python = serve.vllm_python(os.path.join(ROOT, 'tools', 'setup_vllm.sh'))
     if python is None:
         pytest.skip('the vLLM environment is not built (bash tools/setup_vllm.sh builds it)')
     return python

@@ -18,6 +18,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from maskdpo_xtuner import real_model, serve  # noqa: E402
 from maskdpo_xtuner.generation import OpenAIBackend, SamplingParams, TransformersBackend  # noqa
 
+SETUP = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'setup_vllm.sh')
+
 TOPICS = ['France', 'Marie Curie', 'the Moon', 'Japan', 'the Nile', 'Isaac Newton', 'Brazil',
           'the Roman Empire', 'photosynthesis', 'Mount Everest', 'Ada Lovelace', 'Canada',
           'the printing press', 'Egypt', 'Albert Einstein', 'the Pacific Ocean']
@@ -61,8 +63,9 @@ def main(argv=None):
           f'top-k {params.top_k}, T {params.temperature}; model {model}\n')
     print('| backend | answers | tokens | seconds | answers/s | tokens/s |\n|---|---|---|---|---|---|')
     port = serve.free_port()
+    python = serve.vllm_python(SETUP, build=True)
     server = serve.Server(serve.vllm_command(model, port, served_name='bench',
-                                             log_requests=False, python=serve.vllm_python(build=True)),
+                                             log_requests=False, python=python),
                           port, args.log, env=serve.vllm_env(1, args.cpus))
     try:
         server.start()

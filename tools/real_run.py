@@ -15,6 +15,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from maskdpo_xtuner import real_model, serve  # noqa: E402
 from maskdpo_xtuner.real_run import RealRun, RealRunSettings, settings_from  # noqa: E402
 
+SETUP = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'setup_vllm.sh')
+
 
 def main(argv=None) -> dict:
     d = RealRunSettings()
@@ -34,9 +36,7 @@ def main(argv=None) -> dict:
     p.add_argument('--base-port', type=int, help=f'({d.base_port}; the trained model: +1)')
     args = p.parse_args(argv)
     s = settings_from(**{k: v for k, v in vars(args).items() if k not in ('out', 'model')})
-    if serve.vllm_python(build=True) is None:
-        raise SystemExit('no vLLM environment: bash tools/setup_vllm.sh')
-    os.environ.setdefault('MASKDPO_VLLM_PYTHON', serve.vllm_python())
+    os.environ['MASKDPO_VLLM_PYTHON'] = serve.vllm_python(SETUP, build=True)  # built once
     model = args.model or str(real_model.build())
     # SIGTERM (kill, a scheduler's stop) unwinds like Ctrl-C, so the vLLM servers are stopped
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

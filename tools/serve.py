@@ -8,11 +8,15 @@ The server runs in its own process group with its output in --log; it is ready w
 GET /v1/models answers, and Ctrl-C stops the whole group. See maskdpo_xtuner/serve.py.
 """
 import argparse
+import os
 import shlex
 import signal
 import sys
 
-from maskdpo_xtuner import serve
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from maskdpo_xtuner import serve  # noqa: E402
+
+SETUP = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'setup_vllm.sh')
 
 
 def main(argv=None):
@@ -34,7 +38,7 @@ def main(argv=None):
     if args.engine == 'vllm':
         cmd = serve.vllm_command(args.model, args.port, args.host, api_key=args.api_key,
                                  served_name=args.served_name, max_model_len=args.max_model_len,
-                                 python=serve.vllm_python(build=not args.print_command))
+                                 python=serve.vllm_python(SETUP, not args.print_command))
         env = serve.vllm_env(args.kv_cache_gb, args.cpus)
     else:
         cmd = serve.lmdeploy_command(args.model, args.port, args.host, tp=args.tp,

@@ -13,6 +13,7 @@ import os
 from collections import Counter
 
 from .io import read_jsonl
+from .metrics import paired_ratio_bootstrap
 from .world.stages import write_json
 
 
@@ -42,6 +43,24 @@ def _answer_stats(records) -> dict:
             'wrong_per_answer': lab['contradictory'] / n if n else None,
             'sentences_per_answer': total / n if n else None,
             'cut_share': cut / n if n else None}
+
+
+def _per_question(records) -> dict:
+    """{id: (sentences not hallucinated, sentences)}: the score's parts per question."""
+    out = {}
+    for r in records:
+        labels = [s['label'] for a in r['annotations'] for s in a['sentences']]
+        out[r['id']] = (sum(x in ('ok', 'nofact') for x in labels), len(labels))
+    return out
+
+
+def paired_gain(base_records, model_records, n_boot: int = 2000) -> dict:
+    """Score of the model minus the base over the same questions, with a 95% paired
+    bootstrap interval (questions resampled once for both)."""
+    b, m = _per_question(base_records), _per_question(model_records)
+    ids = sorted(b.keys() & m.keys())
+    parts = [tuple(zip(*[d[i] for i in ids])) for d in (m, b)]
+    return {'questions': len(ids), **paired_ratio_bootstrap(*parts, n_boot=n_boot)}
 
 
 def _agreement(anah_records, exact_records) -> dict:
@@ -122,7 +141,7 @@ def build_report(run) -> dict:
                    f'{tl.get("iterations")} iterations = {tl.get("optimizer_steps")} optimizer '
                    f'steps; loss {tl.get("first_loss", float("nan")):.3f} -> '
                    f'{tl.get("last5_loss", float("nan")):.3f} (last 5)' if tl else ''))
-    evals = {}
+    evals, recs_by = {}, {}
     for model in ('base', 'maskdpo'):
         for tag in ('greedy', 'sampled'):
             d = run.path('eval', model, tag)
@@ -130,14 +149,17 @@ def build_report(run) -> dict:
                     for r in _read(os.path.join(d, sub, 'annotated.jsonl'))] \
                 if os.path.isdir(d) else []
             evals[f'{model}/{tag}'] = _answer_stats(recs) if recs else None
+            recs_by[model, tag] = recs
             stages.append((f'evaluate {model}, {tag}', _stage(run, 'eval', model, tag),
                            f'{len(recs)} questions' if recs else 'not run'))
+    gains = {tag: paired_gain(recs_by['base', tag], recs_by['maskdpo', tag])
+             for tag in ('greedy', 'sampled') if recs_by['base', tag] and recs_by['maskdpo', tag]}
     servers = {e.name: round(e.start_seconds, 1) for e in run.servers if e.start_seconds}
     return {'settings': dataclasses.asdict(s),
             'stages': [{'stage': n, **st, 'counts': c} for n, st, c in stages],
             'server_start_seconds': servers, 'pairs': pairs, 'train': tl,
             'anah_vs_exact': _agreement(anah, exact), 'exact_train_answers': _answer_stats(exact),
-            'eval': evals}
+            'eval': evals, 'gain_over_base': gains}
 
 
 def _read(path):
@@ -178,6 +200,10 @@ def report_markdown(doc: dict) -> str:
             lines.append(f'| {k} | {_pct(m["score"])} | {_pct(m["checked_precision"])} | '
                          f'{_num(m["facts_per_answer"])} | {_num(m["wrong_per_answer"])} | '
                          f'{_num(m["sentences_per_answer"])} | {_pct(m["cut_share"])} |')
+    for tag, g in doc['gain_over_base'].items():
+        lines.append(f'\nMask-DPO minus base, {tag}: {100 * g["diff"]:+.1f} points, 95% paired '
+                     f'bootstrap over the {g["questions"]} countries [{100 * g["ci_low"]:+.1f}, '
+                     f'{100 * g["ci_high"]:+.1f}].')
     a = doc['anah_vs_exact']
     lines += ['', '## ANAH-v2 with SmolLM2 as its own judge, against the exact judge', '',
               f'{a["sentences"]} sentences: unparsed {a["unparsed"]} '

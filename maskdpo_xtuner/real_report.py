@@ -207,10 +207,12 @@ def report_markdown(doc: dict) -> str:
     a = doc['anah_vs_exact']
     lines += ['', '## ANAH-v2 with SmolLM2 as its own judge, against the exact judge', '',
               f'{a["sentences"]} sentences: unparsed {a["unparsed"]} '
-              f'({_pct(a["unparsed_share"])}%); of the parsed, hallucinated-or-not agrees with '
-              f'the exact judge on {_pct(a["agreement"])}%, and on '
-              f'{_pct(a["agreement_on_checked"])}% of the {a["checked_sentences"]} sentences '
-              'with a checkable claim.']
+              f'({_pct(a["unparsed_share"])}%); ' + (
+                  'no sentence parsed, so there is nothing to compare.'
+                  if a['agreement'] is None else
+                  f'of the parsed, hallucinated-or-not agrees with the exact judge on '
+                  f'{_pct(a["agreement"])}%, and on {_pct(a["agreement_on_checked"])}% of the '
+                  f'{a["checked_sentences"]} sentences with a checkable claim.')]
     return '\n'.join(lines) + '\n'
 
 

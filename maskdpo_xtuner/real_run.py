@@ -17,7 +17,6 @@ stage needs it, on a fixed port per model (the port is part of what the manifest
 import dataclasses
 import json
 import os
-import subprocess
 import sys
 from dataclasses import dataclass, asdict
 from typing import Optional
@@ -26,7 +25,7 @@ from . import countries
 from .io import read_jsonl, write_jsonl
 from .pipeline import (AnnotatorSpec, BackendSpec, EvalSettings, SamplingParams, annotate,
                        evaluate_anah, make_pairs, sample)
-from .train import model_path_options, train_command, train_env
+from .train import model_path_options, run_logged, train_command, train_env
 from .world.stages import ROOT, Stages, code_hash
 
 CONFIG = 'configs/maskdpo/smollm2_cpu_maskdpo.py'
@@ -168,14 +167,16 @@ class RealRun:
                 'randomness.seed': self.s.seed}
         env = dict(train_env(), PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''),
                    TOKENIZERS_PARALLELISM='false', OMP_NUM_THREADS=str(self.s.threads))
-        _logged(train_command(config, work, self.base_dir, opts), log, env, echo='Iter(train)')
+        run_logged(train_command(config, work, self.base_dir, opts), log, env,
+                   expect=os.path.join(work, 'last_checkpoint'), cwd=ROOT)
         with open(os.path.join(work, 'last_checkpoint')) as f:
             ckpt = f.read().strip()
         paths = model_path_options(config, self.base_dir)
-        _logged([sys.executable, '-m', 'xtuner.tools.model_converters.pth_to_hf', config, ckpt,
-                 self.path('train', 'hf'), '--cfg-options',
-                 *(f'{k}={v}' for k, v in paths.items())],
-                self.path('train', 'convert.log'), env)
+        run_logged([sys.executable, '-m', 'xtuner.tools.model_converters.pth_to_hf', config,
+                    ckpt, self.path('train', 'hf'), '--cfg-options',
+                    *(f'{k}={v}' for k, v in paths.items())],
+                   self.path('train', 'convert.log'), env,
+                   expect=self.path('train', 'hf', 'config.json'), cwd=ROOT)
         for name in os.listdir(work):  # the converted folder is what is kept
             if name.endswith('.pth'):
                 os.remove(os.path.join(work, name))
@@ -203,26 +204,6 @@ class RealRun:
         doc = build_report(self)
         write_report(doc, self.out)
         return doc
-
-
-def _logged(cmd, log_path, env, echo: Optional[str] = None):
-    """Run ``cmd`` with its output in ``log_path`` (lines containing ``echo`` also printed);
-    raise with the log's tail unless it exits 0."""
-    os.makedirs(os.path.dirname(log_path), exist_ok=True)
-    with open(log_path, 'w') as log:
-        log.write('$ ' + ' '.join(cmd) + '\n')
-        log.flush()
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
-        for line in proc.stdout:
-            log.write(line)
-            if echo and echo in line:
-                print('  ' + line.split(' - INFO - ')[-1].strip()[:120], flush=True)
-        proc.wait()
-    if proc.returncode != 0:
-        tail = ''.join(open(log_path).readlines()[-40:])
-        raise RuntimeError(f'{" ".join(cmd[:4])} failed (exit {proc.returncode}); last lines '
-                           f'of {log_path}:\n{tail}')
 
 
 def _file_hash(path) -> str:

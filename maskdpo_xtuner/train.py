@@ -138,6 +138,30 @@ def train_env(env: Optional[dict] = None) -> dict:
     return dict(os.environ if env is None else env, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD='1')
 
 
+def run_logged(cmd: List[str], log_path: str, env: dict, tag: str = '',
+               expect: Optional[str] = None, cwd: Optional[str] = None) -> None:
+    """Run a training or conversion command with its output in ``log_path`` (its
+    ``Iter(train)`` progress lines also printed, prefixed by ``tag``); raise with the log's last
+    40 lines unless it exits 0 and leaves the file ``expect``."""
+    import subprocess
+    os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
+    with open(log_path, 'w') as log:
+        log.write('$ ' + ' '.join(cmd) + '\n')
+        log.flush()
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        for line in proc.stdout:
+            log.write(line)
+            if 'Iter(train)' in line:
+                print(f'  {tag}{line.split(" - INFO - ")[-1].strip()[:110]}', flush=True)
+        proc.wait()
+    if proc.returncode != 0 or (expect and not os.path.exists(expect)):
+        with open(log_path) as f:
+            tail = ''.join(f.readlines()[-40:])
+        raise RuntimeError(f'{tag}{" ".join(cmd[:4])} failed (exit {proc.returncode}); last '
+                           f'lines of {log_path}:\n{tail}')
+
+
 def _run_xtuner_train(argv: List[str]) -> None:
     import runpy
 

@@ -46,7 +46,6 @@ import hashlib
 import json
 import os
 import random
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -56,7 +55,7 @@ from typing import List
 from ..io import hash_file, read_jsonl, write_jsonl
 from ..pipeline import AnnotatorSpec, BackendSpec, EvalSettings, SamplingParams
 from ..pipeline import annotate, evaluate_anah, load_questions, make_pairs, sample
-from ..train import model_path_options, train_command, train_env
+from ..train import model_path_options, run_logged, train_command, train_env
 from .pretrain import pretrain
 from .properties import answer_stats, eval_answer_files, pair_properties
 from .masks import write_masks
@@ -226,21 +225,7 @@ class Study:
         which must exit 0 and leave the file ``expect``."""
         env = dict(train_env(), PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''),
                    OMP_NUM_THREADS=str(self.s.threads), TOKENIZERS_PARALLELISM='false')
-        with open(log_path, 'w') as log:
-            log.write('$ ' + ' '.join(cmd) + '\n')
-            log.flush()
-            proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, text=True)
-            for line in proc.stdout:
-                log.write(line)
-                if 'Iter(train)' in line:
-                    print(f'  [{tag}] {line.split(" - INFO - ")[-1].strip()[:110]}', flush=True)
-            proc.wait()
-        if proc.returncode != 0 or not os.path.exists(expect):
-            with open(log_path) as f:
-                tail = f.readlines()[-40:]
-            raise RuntimeError(f'{tag}: {" ".join(cmd[:4])} failed (exit {proc.returncode}); '
-                               f'last lines of {log_path}:\n' + ''.join(tail))
+        run_logged(cmd, log_path, env, f'[{tag}] ', expect, cwd=ROOT)
 
     # --------------------------------------------------------------- evaluation
     def eval_sets(self):

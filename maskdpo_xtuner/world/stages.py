@@ -24,8 +24,9 @@ CODE = {
     'annotate': ['maskdpo_xtuner/pipeline/annotate.py', 'maskdpo_xtuner/world/oracle.py',
                  'maskdpo_xtuner/split.py'],
     'pairs': ['maskdpo_xtuner/pipeline/pairs.py', 'maskdpo_xtuner/pairs.py'],
-    'train': ['configs/world', 'configs/_base_', 'maskdpo_xtuner/model',
-              'maskdpo_xtuner/dataset'],
+    'train': ['configs/world', 'configs/_base_', 'configs/maskdpo/tiny_cpu_maskdpo.py',
+              'configs/maskdpo/llama3_1_8b_instruct_maskdpo_full.py',  # the bases it inherits
+              'maskdpo_xtuner/model', 'maskdpo_xtuner/dataset'],
     'eval': ['maskdpo_xtuner/pipeline/evaluate.py', 'maskdpo_xtuner/pipeline/sample.py',
              'maskdpo_xtuner/pipeline/annotate.py', 'maskdpo_xtuner/pipeline/backends.py',
              'maskdpo_xtuner/generation', 'maskdpo_xtuner/world/oracle.py',

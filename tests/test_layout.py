@@ -1,5 +1,6 @@
 """The project's structure rules, checked: the library never loads a script, imports only
-downward, and keeps its files readable."""
+downward (the layers below) and never in circles, keeps the studies to themselves, and keeps its
+files readable."""
 import ast
 import os
 
@@ -27,6 +28,98 @@ def test_the_library_never_loads_a_script():
                 assert not any(n == 'tools' or n.startswith('tools.') for n in names), rel
 
 
+# The layers, bottom up: a module may import its own layer and those below, never above.
+LAYERS = [
+    ['labels', 'hooks', 'io'],
+    ['generation', 'offline'],
+    ['annotate'],
+    ['pairs', 'dataset', 'evaluation'],
+    ['model'],
+    ['train'],
+    ['pipeline'],
+    ['view'],
+    ['studies'],
+]
+RANK = {part: i for i, layer in enumerate(LAYERS) for part in layer}
+
+
+def module_name(path):
+    rel = os.path.relpath(path, ROOT)[:-3].replace(os.sep, '.')
+    return rel[:-len('.__init__')] if rel.endswith('.__init__') else rel
+
+
+def import_graph():
+    """{module: {imported package module, ...}} over every import in the file, including those
+    inside functions; a name imported from a package face counts as the face."""
+    modules = {module_name(p): p for p in library_files()}
+    graph = {}
+    for name, path in modules.items():
+        out = set()
+        for node in ast.walk(ast.parse(open(path, encoding='utf-8').read())):
+            if isinstance(node, ast.ImportFrom):
+                assert node.level == 0, f'{name}: relative import (the package imports by full name)'
+                targets = [f'{node.module}.{a.name}' for a in node.names] + [node.module]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            else:
+                continue
+            for t in targets:
+                if t in modules and t != name:
+                    out.add(t)
+                    break
+        graph[name] = out
+    return graph
+
+
+def part_of(module):
+    return module.split('.')[1] if module.count('.') else ''
+
+
+def test_imports_run_only_downward_and_never_in_circles():
+    graph = import_graph()
+    for mod, targets in graph.items():
+        if mod == 'maskdpo_xtuner':
+            continue
+        for t in targets:
+            if part_of(t) == '':
+                continue
+            assert RANK[part_of(t)] <= RANK[part_of(mod)], f'{mod} imports {t}: an arrow back up'
+    # no circle: a depth-first search finds no module on its own path
+    state = {}
+
+    def visit(m, path):
+        state[m] = 'open'
+        for t in graph[m]:
+            if state.get(t) == 'open':
+                raise AssertionError('import circle: ' + ' -> '.join(path + [m, t]))
+            if t not in state:
+                visit(t, path + [m])
+        state[m] = 'done'
+    for m in graph:
+        if m not in state:
+            visit(m, [])
+
+
+def test_every_part_has_a_layer_and_the_root_stays_small():
+    parts = {part_of(m) for m in import_graph()} - {''}
+    assert parts <= set(RANK), f'a part with no layer: {sorted(parts - set(RANK))}'
+    root_files = [f for f in os.listdir(PKG) if f.endswith('.py')]
+    assert len(root_files) <= 8, root_files
+
+
+def test_no_study_is_imported_by_the_library():
+    for mod, targets in import_graph().items():
+        if part_of(mod) == 'studies':
+            continue
+        assert not [t for t in targets if part_of(t) == 'studies'], (mod, targets)
+    # and the core names no study as a string either (annotators come by entry point)
+    for path in library_files():
+        if os.sep + 'studies' + os.sep in path:
+            continue
+        text = open(path, encoding='utf-8').read()
+        assert 'maskdpo_xtuner.studies' not in text, path
+
+
 def test_library_files_stay_readable():
     """About 400 lines at most, unless the module's docstring says why it is longer."""
     for path in library_files():
@@ -48,6 +141,6 @@ def test_a_built_wheel_carries_the_prompts(tmp_path):
     wheel, = [f for f in os.listdir(tmp_path) if f.endswith('.whl')]
     names = zipfile.ZipFile(tmp_path / wheel).namelist()
     from maskdpo_xtuner.annotate.anah import BUNDLED
-    from maskdpo_xtuner.factscore import EXTRACT_PROMPT, VERIFY_PROMPT
+    from maskdpo_xtuner.evaluation.factscore import EXTRACT_PROMPT, VERIFY_PROMPT
     for f in [*BUNDLED.values(), os.path.basename(EXTRACT_PROMPT), os.path.basename(VERIFY_PROMPT)]:
         assert f'maskdpo_xtuner/prompts/{f}' in names, f

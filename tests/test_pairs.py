@@ -6,7 +6,7 @@ import pytest
 
 from maskdpo_xtuner.annotate import SentenceLabel
 from maskdpo_xtuner.dataset import read_pairs
-from maskdpo_xtuner.io import read_jsonl, write_jsonl
+from maskdpo_xtuner.io.jsonl import read_jsonl, write_jsonl
 from maskdpo_xtuner.pairs import build_pairs
 from conftest import load_script
 from maskdpo_xtuner.pipeline import annotate_chunk

@@ -4,17 +4,14 @@
         --judge-backend openai --judge-endpoints http://host:23333 --judge-model anah-v2 \\
         --documents docs.jsonl
 
-Formats: maskdpo_xtuner/pipeline/annotate.py. The judge takes every backend flag
+Formats: maskdpo_xtuner/pipeline/annotation.py. The judge takes every backend flag
 (``--judge-backend``, ``--judge-model``, ``--judge-endpoints``, ``--judge-api-key``, ...).
 """
 import argparse
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from maskdpo_xtuner.pipeline.annotate import (add_annotator_args, annotate,  # noqa: E402
-                                              annotator_spec, format_summary, judge_spec)
-from maskdpo_xtuner.validate import add_on_error_arg  # noqa: E402
+from maskdpo_xtuner.pipeline.annotation import (add_annotator_args, annotate,
+                                                annotator_spec, format_summary, judge_spec)
+from maskdpo_xtuner.io.validate import add_on_error_arg
 
 
 def parse_args(argv=None):

@@ -12,15 +12,13 @@ dialogues stop at step 1). That is fine for measuring throughput.
 import argparse
 import dataclasses
 import os
-import sys
 import tempfile
 import time
 from collections import Counter
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from maskdpo_xtuner.annotate import AnahV2Annotator, SentenceTask  # noqa: E402
-from maskdpo_xtuner.generation.base import SamplingParams  # noqa: E402
-from maskdpo_xtuner.pipeline.backends import add_backend_args, backend_spec  # noqa: E402
+from maskdpo_xtuner.annotate import AnahV2Annotator, SentenceTask
+from maskdpo_xtuner.generation.base import SamplingParams
+from maskdpo_xtuner.pipeline.backends import add_backend_args, backend_spec
 
 
 class CountingBackend:
@@ -37,8 +35,8 @@ class CountingBackend:
 
 def make_tasks(n: int):
     """``n`` sentences of the tiny corpus, each with a question and the corpus as document."""
-    from maskdpo_xtuner.split import detect_lang, split_sentences
-    from maskdpo_xtuner.tiny import default_corpus
+    from maskdpo_xtuner.annotate.split import detect_lang, split_sentences
+    from maskdpo_xtuner.offline.tiny import default_corpus
     lines = list(dict.fromkeys(default_corpus()))  # the seed text, once
     document = '\n'.join(lines)
     sents = [(s.text, line) for line in lines for s in split_sentences(line)]
@@ -58,7 +56,7 @@ def build(args, tmp):
     if spec.model is None:
         if spec.backend != 'transformers':
             raise SystemExit(f'--backend {spec.backend} needs --model')
-        from maskdpo_xtuner.tiny import build_tiny_llama, train_bpe_tokenizer
+        from maskdpo_xtuner.offline.tiny import build_tiny_llama, train_bpe_tokenizer
         model = os.path.join(tmp, 'tiny')
         build_tiny_llama(train_bpe_tokenizer(), model, max_position_embeddings=4096)
         spec = dataclasses.replace(spec, model=model)

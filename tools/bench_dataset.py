@@ -5,7 +5,7 @@
 
 Data: ``tools/bench_masks.py``'s generated records (English and Chinese, prose and lists, 2 to 8
 sentences, sometimes 60 to 90), tokenized with the real Llama-3 tokenizer
-(``maskdpo_xtuner/llama3.py``, converted once and saved, so each rank loads it in ~1 s) or the
+(``maskdpo_xtuner/offline/llama3.py``, converted once and saved, so each rank loads it in ~1 s) or the
 tiny BPE. Each rank is a separate process, as under torchrun (LOCAL_RANK=0..R-1), and does what a
 training rank does with its data: build or open the set, pack it (PackedPairs: every pair's
 length) and read its 1/R share of the pairs once (an epoch under DistributedSampler).
@@ -30,7 +30,6 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 
 def status_kib():
@@ -93,16 +92,15 @@ def run_ranks(args, backend, ranks, cache):
 
 def prepare(args, n):
     """The generated JSONL (written once per size) and the tokenizer folder."""
-    sys.path.insert(0, os.path.join(ROOT, 'tools'))
-    from bench_masks import make_records
+    from maskdpo_xtuner.offline.synthetic_pairs import make_records
     os.makedirs(args.out, exist_ok=True)
     args.tokenizer_dir = os.path.join(args.out, f'tokenizer-{args.tokenizer}')
     if not os.path.isdir(args.tokenizer_dir):
         if args.tokenizer == 'llama3':
-            from maskdpo_xtuner.llama3 import load_llama3_tokenizer
+            from maskdpo_xtuner.offline.llama3 import load_llama3_tokenizer
             load_llama3_tokenizer().save_pretrained(args.tokenizer_dir)
         else:
-            from maskdpo_xtuner.tiny import train_bpe_tokenizer
+            from maskdpo_xtuner.offline.tiny import train_bpe_tokenizer
             train_bpe_tokenizer().save_pretrained(args.tokenizer_dir)
     args.data = os.path.join(args.out, f'pairs-{n}.jsonl')
     if not os.path.exists(args.data):

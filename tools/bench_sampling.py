@@ -11,12 +11,11 @@ time is reported apart and not counted.
 """
 import argparse
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from maskdpo_xtuner import real_model, serve  # noqa: E402
-from maskdpo_xtuner.generation import OpenAIBackend, SamplingParams, TransformersBackend  # noqa
+from maskdpo_xtuner.generation import serve
+from maskdpo_xtuner.offline import smollm2
+from maskdpo_xtuner.generation import OpenAIBackend, SamplingParams, TransformersBackend
 
 SETUP = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'setup_vllm.sh')
 
@@ -55,7 +54,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     import torch
     from transformers import AutoTokenizer
-    model = args.model or str(real_model.build())
+    model = args.model or str(smollm2.build())
     tok = AutoTokenizer.from_pretrained(model)
     convs = prompts(args.questions)
     params = SamplingParams(max_new_tokens=args.max_new_tokens, seed=0)

@@ -43,8 +43,6 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, 'tools'))
 
 VARIANTS = {'a': "XTuner DPO (stock)", 'b': 'MaskDPO, online reference',
             'c': 'MaskDPO, cached reference', 'd': 'MaskDPO, cached + chunked head'}
@@ -55,7 +53,7 @@ def prepare_models(args, tmp):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from maskdpo_xtuner.llama3 import load_llama3_tokenizer
+    from maskdpo_xtuner.offline.llama3 import load_llama3_tokenizer
     tok = load_llama3_tokenizer()
     torch.manual_seed(args.seed)
     config = LlamaConfig(vocab_size=len(tok), hidden_size=args.hidden,
@@ -78,7 +76,7 @@ def prepare_models(args, tmp):
 def records(n, max_length, seed):
     """``tools/bench_masks.py``'s pairs, '!' replaced by '.'; for a long setting each response
     is the responses of several pairs joined, enough to fill ``max_length`` tokens."""
-    from bench_masks import make_records
+    from maskdpo_xtuner.offline.synthetic_pairs import make_records
     recs = json.loads(json.dumps(make_records(n * 40, seed)).replace('!', '.'))
     if max_length <= 512:
         return recs[:n]
@@ -102,8 +100,8 @@ def prepare_data(tok, pairs, max_length, seed, folder):
 
     from maskdpo_xtuner.dataset import tokenize_pair, validate_record
     from maskdpo_xtuner.model.reference import compute_ref_logps
-    from maskdpo_xtuner.ref_logps import (attach_ref_logps, data_key, reference_fingerprint,
-                                          save_ref_logps)
+    from maskdpo_xtuner.dataset.ref_logps import (attach_ref_logps, data_key, reference_fingerprint,
+                                                  save_ref_logps)
     os.makedirs(folder)
     tmp = os.path.dirname(folder)
     items = [tokenize_pair(tok, validate_record(r), max_length)

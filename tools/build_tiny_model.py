@@ -4,22 +4,8 @@ the sample data, Llama-3-style chat template) and a random tiny Llama, saved as 
     python tools/build_tiny_model.py --out work_dirs/tiny_cpu/model
 """
 import argparse
-import json
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from maskdpo_xtuner.tiny import build_tiny_llama, train_bpe_tokenizer  # noqa: E402
-
-
-def corpus_from(paths):
-    for path in paths:
-        with open(path, encoding='utf-8') as f:
-            for line in f:
-                rec = json.loads(line)
-                for key in ('prompt', 'chosen', 'rejected'):
-                    for msg in rec[key]:
-                        yield msg['content']
+from maskdpo_xtuner.offline.tiny import build_tiny_model
 
 
 def main(argv=None):
@@ -32,9 +18,8 @@ def main(argv=None):
     p.add_argument('--layers', type=int, default=2)
     p.add_argument('--seed', type=int, default=0)
     args = p.parse_args(argv)
-    tok = train_bpe_tokenizer(corpus=list(corpus_from(args.data)), vocab_size=args.vocab_size)
-    build_tiny_llama(tok, args.out, hidden_size=args.hidden_size, num_layers=args.layers,
-                     seed=args.seed)
+    tok = build_tiny_model(args.out, args.data, vocab_size=args.vocab_size,
+                           hidden_size=args.hidden_size, num_layers=args.layers, seed=args.seed)
     print(f'tiny model ({len(tok)} tokens) written to {args.out}')
 
 

@@ -6,21 +6,18 @@
         --judge-endpoints http://host:23333
 
 Greedy by default (paper Table 1); ``--seeds 0 1 2`` samples instead, one run per seed.
-Runs, outputs and resuming: maskdpo_xtuner/pipeline/evaluate.py; formulas:
-maskdpo_xtuner/metrics.py. The policy takes every backend flag (``--backend``, ``--endpoints``,
+Runs, outputs and resuming: maskdpo_xtuner/pipeline/anah_eval.py; formulas:
+maskdpo_xtuner/evaluation/metrics.py. The policy takes every backend flag (``--backend``, ``--endpoints``,
 ``--api-key``, ``--tp``, ...), the judge the same flags prefixed ``--judge-``.
 """
 import argparse
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from maskdpo_xtuner.metrics import UNPARSED_AS  # noqa: E402
-from maskdpo_xtuner.pipeline import (EvalSettings, add_backend_args, backend_spec,  # noqa
+from maskdpo_xtuner.evaluation.metrics import UNPARSED_AS
+from maskdpo_xtuner.pipeline import (EvalSettings, add_backend_args, backend_spec,
                                      evaluate_anah)
-from maskdpo_xtuner.pipeline.annotate import (add_annotator_args, annotator_spec,  # noqa: E402
-                                              judge_spec)
-from maskdpo_xtuner.validate import add_on_error_arg  # noqa: E402
+from maskdpo_xtuner.pipeline.annotation import (add_annotator_args, annotator_spec,
+                                                judge_spec)
+from maskdpo_xtuner.io.validate import add_on_error_arg
 
 
 def parse_args(argv=None):

@@ -15,24 +15,21 @@ or generate first (greedy, "Tell me a bio of <entity>.") and then score::
 output (``responses`` list: the first one is scored); ``id`` is the resume key if present, else
 the topic. ``--entities``: one entity per line, or JSONL with ``topic`` / ``entity``.
 ``--knowledge``: JSONL ``{"title", "text"}`` or FActScore's SQLite layout (see
-``maskdpo_xtuner/factscore.py``). A topic missing from it stops the run before any model call,
+``maskdpo_xtuner/evaluation/factscore.py``). A topic missing from it stops the run before any model call,
 unless ``--skip-missing-topics`` (then it is left out and counted as ``n_no_knowledge``).
 
-Outputs and resuming: maskdpo_xtuner/pipeline/factscore.py. The policy takes every backend flag
+Outputs and resuming: maskdpo_xtuner/pipeline/factscore_eval.py. The policy takes every backend flag
 (``--backend``, ``--endpoints``, ``--api-key``, ...), the judge the same flags prefixed
 ``--judge-``.
 """
 
 import argparse
 import dataclasses
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from maskdpo_xtuner.factscore import (BIO_PROMPT, DEFAULT_GAMMA, EXTRACT_PROMPT,  # noqa: E402
-                                      VERIFY_PROMPT)
-from maskdpo_xtuner.validate import add_on_error_arg  # noqa: E402
-from maskdpo_xtuner.pipeline import (FactScoreSettings, SamplingParams,  # noqa: E402
+from maskdpo_xtuner.evaluation.factscore import (BIO_PROMPT, DEFAULT_GAMMA,
+                                                 EXTRACT_PROMPT, VERIFY_PROMPT)
+from maskdpo_xtuner.io.validate import add_on_error_arg
+from maskdpo_xtuner.pipeline import (FactScoreSettings, SamplingParams,
                                      add_backend_args, backend_spec, evaluate_factscore)
 
 

@@ -20,12 +20,11 @@ import random
 import subprocess
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from maskdpo_xtuner.factscore import aggregate as factscore_aggregate  # noqa: E402
-from maskdpo_xtuner.io import read_jsonl, write_jsonl  # noqa: E402
-from maskdpo_xtuner.pipeline import EvalSettings, evaluate_anah  # noqa: E402
-from maskdpo_xtuner.world.oracle import WorldOracle  # noqa: E402
-from maskdpo_xtuner.world.world import KINDS, OPENER, World  # noqa: E402
+from maskdpo_xtuner.evaluation.factscore import aggregate as factscore_aggregate
+from maskdpo_xtuner.io.jsonl import read_jsonl, write_jsonl
+from maskdpo_xtuner.pipeline import EvalSettings, evaluate_anah
+from maskdpo_xtuner.studies.world.oracle import WorldOracle
+from maskdpo_xtuner.studies.world.world import KINDS, OPENER, World
 
 
 class ScriptedPolicy:

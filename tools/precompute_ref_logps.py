@@ -11,7 +11,7 @@ bar; under torchrun every rank takes every WORLD_SIZE-th pair and rank 0 writes 
 ``xtuner train CONFIG`` trains without ever loading the reference model.
 
 Resumable: every ``--save-every`` pairs the finished ones are kept in shards beside the file
-(``PATH.parts/``, maskdpo_xtuner/ref_logps.py); killed and run again, it computes only the rest.
+(``PATH.parts/``, maskdpo_xtuner/dataset/ref_logps.py); killed and run again, it computes only the rest.
 """
 import argparse
 import copy
@@ -23,9 +23,8 @@ import time
 import torch
 import torch.distributed as dist
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from maskdpo_xtuner.ref_logps import (PartialRefLogps, data_key,  # noqa: E402
-                                      reference_fingerprint, save_ref_logps)
+from maskdpo_xtuner.dataset.ref_logps import (PartialRefLogps, data_key,
+                                              reference_fingerprint, save_ref_logps)
 
 
 def dataset_cfg(cfg):

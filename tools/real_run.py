@@ -1,19 +1,19 @@
 """The real run, one command: SmolLM2-135M-Instruct served by vLLM, real countries, Mask-DPO.
 
-    python tools/real_run.py                          # ~1 h on 2 CPU cores (docs/real_model.md)
+    python tools/real_run.py                          # ~1 h on 2 CPU cores (docs/smollm2.md)
     python tools/real_run.py --train-questions 8 --test-questions 8 --k 4   # a quick look
 
 Builds (or reuses) the model folder and the vLLM environment, then runs every stage of
-maskdpo_xtuner/real_run.py into --out; a rerun skips what is done and resumes what was cut.
+maskdpo_xtuner/studies/real/run.py into --out; a rerun skips what is done and resumes what was cut.
 """
 import argparse
 import os
 import signal
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from maskdpo_xtuner import real_model, serve  # noqa: E402
-from maskdpo_xtuner.real_run import RealRun, RealRunSettings, settings_from  # noqa: E402
+from maskdpo_xtuner.generation import serve
+from maskdpo_xtuner.offline import smollm2
+from maskdpo_xtuner.studies.real.run import RealRun, RealRunSettings, settings_from
 
 SETUP = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'setup_vllm.sh')
 
@@ -37,7 +37,7 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
     s = settings_from(**{k: v for k, v in vars(args).items() if k not in ('out', 'model')})
     os.environ['MASKDPO_VLLM_PYTHON'] = serve.vllm_python(SETUP, build=True)  # built once
-    model = args.model or str(real_model.build())
+    model = args.model or str(smollm2.build())
     # SIGTERM (kill, a scheduler's stop) unwinds like Ctrl-C, so the vLLM servers are stopped
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     return RealRun(s, args.out, model).run()

@@ -7,13 +7,10 @@ Formats, resuming and seeds: maskdpo_xtuner/pipeline/sample.py.
 """
 import argparse
 import dataclasses
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from maskdpo_xtuner.pipeline import (SamplingParams, add_backend_args, backend_spec,  # noqa
+from maskdpo_xtuner.pipeline import (SamplingParams, add_backend_args, backend_spec,
                                      load_questions, sample)
-from maskdpo_xtuner.validate import add_on_error_arg  # noqa: E402
+from maskdpo_xtuner.io.validate import add_on_error_arg
 
 
 def parse_args(argv=None):

@@ -5,7 +5,7 @@
     python tools/serve.py --model DIR --print-command             # only print the command line
 
 The server runs in its own process group with its output in --log; it is ready when
-GET /v1/models answers, and Ctrl-C stops the whole group. See maskdpo_xtuner/serve.py.
+GET /v1/models answers, and Ctrl-C stops the whole group. See maskdpo_xtuner/generation/serve.py.
 """
 import argparse
 import os
@@ -13,8 +13,7 @@ import shlex
 import signal
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from maskdpo_xtuner import serve  # noqa: E402
+from maskdpo_xtuner.generation import serve
 
 SETUP = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'setup_vllm.sh')
 

@@ -13,9 +13,7 @@ The page is self-contained (no server, no network) and opens in any browser. See
 """
 import argparse
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def parse_args(argv=None):

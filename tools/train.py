@@ -15,8 +15,7 @@ import os
 import subprocess
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from maskdpo_xtuner.train import train_command, train_env, validate_training_data  # noqa
+from maskdpo_xtuner.train import train_command, train_env, validate_training_data
 
 
 def parse_args(argv=None):

@@ -1,4 +1,4 @@
-"""The Mask-DPO study in the synthetic world, one command (see maskdpo_xtuner/world/study.py).
+"""The Mask-DPO study in the synthetic world, one command (see maskdpo_xtuner/studies/world/study.py).
 
     python tools/world_study.py                                   # main study, default preset
     python tools/world_study.py --preset quick --out work_dirs/world_quick
@@ -14,11 +14,8 @@ over worlds (main: in --out; other studies: in --out/<study>/). Stages whose inp
 the same --out only does the new work.
 """
 import argparse
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from maskdpo_xtuner.world.study import run_study  # noqa: E402
+from maskdpo_xtuner.studies.world.study import run_study
 
 
 def parse_args(argv=None):

@@ -23,8 +23,8 @@ import os
 import re
 from typing import Dict, List, Optional, Union
 
-from ..generation.base import SamplingParams
-from .base import SentenceLabel, SentenceTask
+from maskdpo_xtuner.generation.base import SamplingParams
+from maskdpo_xtuner.annotate.base import SentenceLabel, SentenceTask
 
 PROMPT_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                           'prompts')  # package data: installed with the package

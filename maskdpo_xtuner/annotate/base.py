@@ -3,7 +3,7 @@ world's exact oracle, or your own judge)."""
 from dataclasses import dataclass, field
 from typing import List, Protocol
 
-from ..labels import ANNOTATOR_LABELS  # ok, nofact, contradictory, unverifiable, unparsed
+from maskdpo_xtuner.labels import (ANNOTATOR_LABELS)  # ok, nofact, contradictory, unverifiable, unparsed
 
 
 @dataclass

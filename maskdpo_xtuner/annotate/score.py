@@ -5,13 +5,13 @@ non-hallucinated, ``contradictory`` and ``unverifiable`` hallucinated (the ANAH-
 ``unparsed`` sentences are of unknown status: they are counted apart and left out of the score
 (these per-response scores choose preference pairs, where an unknown sentence must not count as
 correct). The official ``eval/anah_v2/eval.py`` keeps an unparsed answer in the denominator as
-*correct*; the evaluation (maskdpo_xtuner/metrics.py) reports that number as the paper's score
+*correct*; the evaluation (maskdpo_xtuner/evaluation/metrics.py) reports that number as the paper's score
 and this parsed-only one beside it.
 """
 from collections import Counter
 from typing import Dict, Iterable, List, Optional
 
-from ..labels import ANNOTATOR_LABELS, is_hallucinated
+from maskdpo_xtuner.labels import ANNOTATOR_LABELS, is_hallucinated
 
 
 def is_hallucinated_label(label: str) -> Optional[bool]:
@@ -50,5 +50,5 @@ def response_score(labels: List[str]) -> Optional[float]:
 
 def pooled_score(responses: Iterable[List[str]]) -> Optional[float]:
     """One ratio pooled over all parsed sentences of all responses (the paper's ANAH score
-    when no sentence is unparsed; maskdpo_xtuner.metrics.run_metrics gives both)."""
+    when no sentence is unparsed; maskdpo_xtuner.evaluation.metrics.run_metrics gives both)."""
     return response_score([lab for labels in responses for lab in labels])

@@ -34,15 +34,16 @@ from typing import Callable, Optional, Sequence
 from mmengine.logging import print_log
 from torch.utils.data import Dataset
 
-from ..io import hash_file
-from ..ref_logps import checked_ref_logps, ref_logps_of, tokenizer_fingerprint
-from .records import ReadReport, RecordError, _apply, validate_record
-from ..labels import UNLABELLED
-from .tokenize import tokenize_pair
+from maskdpo_xtuner.io.manifest import hash_file
+from maskdpo_xtuner.dataset.ref_logps import checked_ref_logps, ref_logps_of, tokenizer_fingerprint
+from maskdpo_xtuner.dataset.records import ReadReport, RecordError, _apply, validate_record
+from maskdpo_xtuner.labels import UNLABELLED
+from maskdpo_xtuner.dataset.tokenize import tokenize_pair
+from maskdpo_xtuner.dataset.filters import check_filters, filter_reason, log_report, make_report
 
 FORMAT = 1
 HERE = os.path.dirname(os.path.abspath(__file__))
-CODE_FILES = [os.path.join(HERE, f) for f in ('records.py', 'tokenize.py', 'builder.py',
+CODE_FILES = [os.path.join(HERE, f) for f in ('records.py', 'tokenize.py', 'filters.py', 'builder.py',
                                               'arrow.py')] + [
     os.path.join(os.path.dirname(HERE), 'labels.py')]
 SIDES = ('chosen', 'rejected')
@@ -62,7 +63,6 @@ def features():
 def encode(raw, source: str, line: int, tokenizer, max_length: int, filters, map_fn, parse):
     """One raw record -> one row: the item, or why it was dropped (``_status`` is '' for a
     kept pair, 'invalid:REASON' or 'filtered:REASON'). Runs inside ``Dataset.map``."""
-    from .builder import filter_reason
     row = {f'{side}_{k}': [] for side in SIDES for k in ('ids', 'labels', 'token_class')}
     row.update(prompt_tokens=0, source=f'{source}:{line}', _status='', _field='', _message='',
                _loose=0)
@@ -225,7 +225,6 @@ def build_arrow_dataset(data_files, tokenizer, max_length: int = 1024,
                         wait_timeout: float = 6 * 3600) -> 'ArrowPairs':
     """Open (or, on rank 0, first build) the cached Arrow training set; see the module
     docstring. Arguments as ``build_maskdpo_dataset``'s."""
-    from .builder import check_filters
     if on_error not in ('raise', 'skip'):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     if not cache_dir:
@@ -253,7 +252,6 @@ def build_arrow_dataset(data_files, tokenizer, max_length: int = 1024,
         _wait(final, failed, wait_timeout)
         how = 'waited for rank 0 to build it'
     ds = ArrowPairs.open(final, tokenizer, max_length)
-    from .builder import log_report
     log_report(ds.report)
     print_log(f'Mask-DPO data (Arrow): {final} ({how}, {time.perf_counter() - t0:.1f} s)',
               logger='current')
@@ -316,7 +314,6 @@ def _remove(path):
 def _report(rows, on_error: str) -> dict:
     """The list backend's report from the map's status columns; with on_error='raise', the
     first bad record (in file order) raised as the list backend raises it."""
-    from .builder import make_report
     cols = rows.select_columns(['source', '_status', '_field', '_message', '_loose',
                                 'chosen_token_class', 'rejected_token_class'])
     read, dropped, unlabelled = ReadReport(), Counter(), 0

@@ -5,29 +5,21 @@ spans; ``tokenize_pair`` (tokenize.py) renders, tokenizes once and classifies ev
 the filters below drop the pairs the paper drops, with counts; ``maskdpo_collate_fn``
 (collate.py) pads a batch; ``MaskDPO.compute_loss`` (model/maskdpo.py) turns classes into
 per-token weights and computes the loss. With ``ref_logps_cache``, precomputed reference
-log-probs (``maskdpo_xtuner/ref_logps.py``) are checked and attached to each pair here.
+log-probs (``maskdpo_xtuner/dataset/ref_logps.py``) are checked and attached to each pair here.
 """
 from collections import Counter
 from typing import Callable, Optional, Sequence
 
-from mmengine.logging import print_log
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from ..ref_logps import attach_ref_logps
-from ..labels import SEPARATOR, UNLABELLED, UNLABELLED_TOKENS
-from .records import Pair, ReadReport, RecordError, read_pairs, validate_record
-from .tokenize import CORRECT, HALLUCINATED, tokenize_pair
-
-# The paper's filters (section 2.2), applied after truncation, so they see what is trained on.
-FILTERS = {
-    'prompt_too_long': 'the prompt alone fills max_length',
-    'identical_responses': 'chosen and rejected are the same text',
-    'no_correct_in_chosen': 'no token of a correct sentence in the (truncated) chosen',
-    'no_hallucinated_in_rejected': 'no token of a hallucinated sentence in the (truncated) '
-                                   'rejected',
-}
-
+from maskdpo_xtuner.dataset.ref_logps import attach_ref_logps
+from maskdpo_xtuner.labels import SEPARATOR, UNLABELLED, UNLABELLED_TOKENS
+from maskdpo_xtuner.dataset.records import (Pair, RecordError, read_pairs,
+                                            validate_record)
+from maskdpo_xtuner.dataset.tokenize import tokenize_pair
+from maskdpo_xtuner.dataset.filters import (FILTERS, check_filters, filter_reason, log_report,
+                                            make_report)
 
 def maskdpo_map_fn(example: dict) -> dict:
     """XTuner-style ``dataset_map_fn``: one raw record in the official format -> the same record
@@ -82,26 +74,6 @@ def unlabelled(item: dict, pair: Pair, how: str) -> int:
     return n
 
 
-def check_filters(filters: Sequence[str]):
-    unknown = set(filters) - set(FILTERS)
-    if unknown:
-        raise ValueError(f'unknown filters {sorted(unknown)}; choose from {list(FILTERS)}')
-
-
-def filter_reason(pair: Pair, item: dict, max_length: int, filters: Sequence[str]):
-    """The first of ``filters`` that drops this tokenized pair, or None (it is kept)."""
-    if item['prompt_tokens'] >= max_length and 'prompt_too_long' in filters:
-        return 'prompt_too_long'
-    if pair.chosen == pair.rejected and 'identical_responses' in filters:
-        return 'identical_responses'
-    if CORRECT not in item['chosen_token_class'] and 'no_correct_in_chosen' in filters:
-        return 'no_correct_in_chosen'
-    if (HALLUCINATED not in item['rejected_token_class']
-            and 'no_hallucinated_in_rejected' in filters):
-        return 'no_hallucinated_in_rejected'
-    return None
-
-
 def tokenize_and_filter(pairs: Sequence[Pair], tokenizer, max_length: int,
                         filters: Sequence[str] = tuple(FILTERS), progress: bool = True,
                         unlabelled_tokens: str = 'mask', on_error: str = 'raise'):
@@ -152,7 +124,7 @@ def build_maskdpo_dataset(data_files, tokenizer, max_length: int = 1024,
         ref_logps_cache: None, or the file of precomputed reference log-probs
             (``tools/precompute_ref_logps.py``): checked against this data, tokenizer and
             max_length (refused if any differs), then attached to every pair. See
-            ``maskdpo_xtuner/ref_logps.py``.
+            ``maskdpo_xtuner/dataset/ref_logps.py``.
         unlabelled_tokens: response text covered by no sentence (class UNLABELLED, counted in
             the report): 'mask' (default: out of the loss on both sides), 'keep' (in the loss
             as a separator, the behaviour before), 'error' (refuse such a pair; with
@@ -169,7 +141,7 @@ def build_maskdpo_dataset(data_files, tokenizer, max_length: int = 1024,
         if unlabelled_tokens != 'mask':
             raise ValueError(f"unlabelled_tokens={unlabelled_tokens!r} needs backend='lists' "
                              "(the Arrow backend masks unlabelled text, and does not count it)")
-        from .arrow import build_arrow_dataset
+        from maskdpo_xtuner.dataset.arrow import build_arrow_dataset
         return build_arrow_dataset(data_files, tokenizer, max_length, dataset_map_fn, on_error,
                                    filters, progress, ref_logps_cache, cache_dir, num_proc,
                                    source)
@@ -200,32 +172,3 @@ def _build(tokenizer):
         from xtuner.registry import BUILDER
         return BUILDER.build(tokenizer)
     return tokenizer
-
-
-def make_report(read_report: ReadReport, dropped: Counter, kept: int,
-                invalid: Optional[dict] = None, unlabelled_tokens: Optional[int] = None,
-                unlabelled_mode: str = 'mask') -> dict:
-    """What was read, dropped (why, with an example) and kept: a JSON-able dict, logged by
-    ``log_report`` (and stored with the Arrow cache, which logs it again on every start).
-    ``unlabelled_tokens`` None: not counted (the Arrow backend does not count them yet)."""
-    return {'read': read_report.kept + sum(read_report.dropped.values()),
-            'invalid': dict(read_report.dropped) if invalid is None else invalid,
-            'filtered': dict(dropped), 'kept': kept,
-            'loose_sentence_matches': read_report.loose_matches,
-            'unlabelled_tokens': unlabelled_tokens, 'unlabelled_mode': unlabelled_mode,
-            'examples': dict(read_report.examples)}
-
-
-def log_report(report: dict):
-    msg = [f"Mask-DPO data: read {report['read']} records, kept {report['kept']} pairs"]
-    for reason, n in sorted(report['invalid'].items()):
-        msg.append(f"  invalid ({reason}): {n}   e.g. {report['examples'][reason]}")
-    for reason, n in sorted(report['filtered'].items()):
-        msg.append(f'  filtered ({reason}: {FILTERS[reason]}): {n}')
-    if report.get('unlabelled_tokens'):
-        msg.append(f"  {report['unlabelled_tokens']} response tokens are covered by no sentence "
-                   f"(unlabelled): {report['unlabelled_mode']} (unlabelled_tokens)")
-    if report['loose_sentence_matches']:
-        msg.append(f"  {report['loose_sentence_matches']} sentences matched their response "
-                   'only after ignoring whitespace')
-    print_log('\n'.join(msg), logger='current')

@@ -11,7 +11,7 @@ from typing import Dict, Sequence
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
-from .tokenize import IGNORE_INDEX, PROMPT
+from maskdpo_xtuner.dataset.tokenize import IGNORE_INDEX, PROMPT
 
 SIDES = ('chosen', 'rejected')
 

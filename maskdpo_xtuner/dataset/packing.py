@@ -23,7 +23,7 @@ class PackedPairs(Dataset):
 
     def __init__(self, dataset, max_packed_length: int = 16384,
                  shuffle_before_pack: bool = True, seed: int = 0):
-        from .builder import _build
+        from maskdpo_xtuner.dataset.builder import _build
         self.dataset = _build(dataset)
         order = list(range(len(self.dataset)))
         if shuffle_before_pack:

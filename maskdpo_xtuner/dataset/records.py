@@ -20,8 +20,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Tuple
 
-from ..labels import KNOWN_LABELS, is_hallucinated
-from ..validate import RecordError, iter_lines
+from maskdpo_xtuner.labels import KNOWN_LABELS, is_hallucinated
+from maskdpo_xtuner.io.validate import RecordError, iter_lines
 
 Span = Tuple[int, int, bool]  # (start, end, hallucinated), character offsets into the response
 

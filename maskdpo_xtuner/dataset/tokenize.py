@@ -41,9 +41,9 @@ Truncation to ``max_length`` cuts the ids, labels and classes together, so masks
 """
 from typing import List, Optional, Sequence
 
-from ..labels import (CLASS_NAMES, CORRECT, END, HALLUCINATED, IGNORE_INDEX,  # noqa: F401
-                      MIXED, PROMPT, SEPARATOR, UNLABELLED)
-from .records import Span
+from maskdpo_xtuner.labels import (CLASS_NAMES, CORRECT, END, HALLUCINATED,  # noqa: F401
+                                   IGNORE_INDEX, MIXED, PROMPT, SEPARATOR, UNLABELLED)
+from maskdpo_xtuner.dataset.records import Span
 
 
 class TemplateError(ValueError):

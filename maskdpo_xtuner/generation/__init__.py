@@ -6,10 +6,10 @@
 
 Backends import their heavy libraries lazily, so importing this package is cheap.
 """
-from .base import Backend, Completion, SamplingParams, finish_reason
-from .lmdeploy_backend import LMDeployBackend, build_generation_config
-from .openai_backend import OpenAIBackend
-from .transformers_backend import TransformersBackend
+from maskdpo_xtuner.generation.base import Backend, Completion, SamplingParams, finish_reason
+from maskdpo_xtuner.generation.lmdeploy_backend import LMDeployBackend, build_generation_config
+from maskdpo_xtuner.generation.openai_backend import OpenAIBackend
+from maskdpo_xtuner.generation.transformers_backend import TransformersBackend
 
 BACKENDS = {'transformers': TransformersBackend, 'lmdeploy': LMDeployBackend,
             'openai': OpenAIBackend}

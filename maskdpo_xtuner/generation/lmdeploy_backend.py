@@ -10,7 +10,7 @@ The calling script needs an ``if __name__ == '__main__':`` guard (LMDeploy spawn
 import dataclasses
 from typing import List, Optional
 
-from .base import Completion, SamplingParams, copy_seeds
+from maskdpo_xtuner.generation.base import Completion, SamplingParams, copy_seeds
 
 
 def build_generation_config(params: SamplingParams):

@@ -22,7 +22,7 @@ from typing import List, Optional
 
 import requests
 
-from .base import Completion, SamplingParams, copy_seeds
+from maskdpo_xtuner.generation.base import Completion, SamplingParams, copy_seeds
 
 RETRY_STATUS = {408, 429}  # besides every 5xx: the server is busy or restarting
 

@@ -8,7 +8,7 @@ the other rows of its batch. Unseeded sampling is ``generate``'s own.
 """
 from typing import List, Optional, Sequence, Union
 
-from .base import Completion, SamplingParams, copy_seeds
+from maskdpo_xtuner.generation.base import Completion, SamplingParams, copy_seeds
 
 
 class RowSampler:

@@ -23,7 +23,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from ..labels import IGNORE_INDEX
+from maskdpo_xtuner.labels import IGNORE_INDEX
 
 CHUNK_ELEMENTS = 2 ** 25  # logits per chunk: <= 128 MB of fp32
 

@@ -25,8 +25,8 @@ dataset builder's ``unlabelled_tokens`` decides, before training, whether there 
 import torch
 import torch.nn.functional as F
 
-from ..labels import CORRECT, END, HALLUCINATED, MIXED, SEPARATOR
-from .logps import token_logps  # noqa: F401  (per-token log-probs, lean)
+from maskdpo_xtuner.labels import CORRECT, END, HALLUCINATED, MIXED, SEPARATOR
+from maskdpo_xtuner.model.logps import token_logps  # noqa: F401  (per-token log-probs, lean)
 
 MASK_MODES = ('both', 'chosen', 'rejected', 'none')
 LOSS_TYPES = ('sigmoid', 'robust', 'hinge', 'ipo', 'kto_pair', 'sppo_hard', 'nca_pair')

@@ -14,11 +14,11 @@ from xtuner.model.sft import SupervisedFinetune
 from xtuner.model.utils import find_all_linear_names
 from xtuner.parallel.sequence import get_sequence_parallel_world_size
 
-from ..labels import PROMPT
-from ..ref_logps import check_reference
-from .flash import repair_xtuner_flash_dispatch
-from .logps import lm_logps, split_head
-from .loss import LOSS_TYPES, MASK_MODES, mask_dpo_loss
+from maskdpo_xtuner.labels import PROMPT
+from maskdpo_xtuner.dataset.ref_logps import check_reference
+from maskdpo_xtuner.model.flash import repair_xtuner_flash_dispatch
+from maskdpo_xtuner.model.logps import lm_logps, split_head
+from maskdpo_xtuner.model.loss import LOSS_TYPES, MASK_MODES, mask_dpo_loss
 
 
 def _prepare_attn_cpu_safe(cfg, llm_cfg):

@@ -3,7 +3,7 @@
 One no-grad pass of the frozen reference, batched as training batches (``maskdpo_collate_fn``)
 and scored as training scores (``lm_logps``, the LM head by chunks unless told otherwise), so
 the stored values are those the online reference would give. What the file holds, its key and
-when it is refused live in ``maskdpo_xtuner/ref_logps.py``; ``tools/precompute_ref_logps.py``
+when it is refused live in ``maskdpo_xtuner/dataset/ref_logps.py``; ``tools/precompute_ref_logps.py``
 runs this and writes the file.
 """
 from typing import Dict, Sequence
@@ -11,8 +11,8 @@ from typing import Dict, Sequence
 import torch
 from tqdm import tqdm
 
-from ..dataset.collate import maskdpo_collate_fn
-from .logps import lm_logps
+from maskdpo_xtuner.dataset.collate import maskdpo_collate_fn
+from maskdpo_xtuner.model.logps import lm_logps
 
 
 @torch.no_grad()

@@ -9,14 +9,14 @@ call them directly::
     sample(load_questions('q.jsonl'), 'out.jsonl', BackendSpec('transformers', 'my/model'),
            SamplingParams(), n=32, model_name='my/model')
 """
-from ..generation.base import SamplingParams
-from .annotate import AnnotatorSpec, annotate, annotate_chunk, summarize
-from .backends import (BackendSpec, OnDemand, add_backend_args, backend_spec, materialize,
-                       opened)
-from .evaluate import EvalSettings, evaluate_anah
-from .factscore import FactScoreSettings, evaluate_factscore
-from .pairs import make_pairs
-from .sample import build_prompt, load_questions, sample
+from maskdpo_xtuner.generation.base import SamplingParams
+from maskdpo_xtuner.pipeline.annotation import AnnotatorSpec, annotate, annotate_chunk, summarize
+from maskdpo_xtuner.pipeline.backends import (BackendSpec, OnDemand, add_backend_args, backend_spec,
+                                              materialize, opened)
+from maskdpo_xtuner.pipeline.anah_eval import EvalSettings, evaluate_anah
+from maskdpo_xtuner.pipeline.factscore_eval import FactScoreSettings, evaluate_factscore
+from maskdpo_xtuner.pipeline.pairing import make_pairs
+from maskdpo_xtuner.pipeline.sample import build_prompt, load_questions, sample
 
 __all__ = ['SamplingParams', 'BackendSpec', 'OnDemand', 'add_backend_args', 'backend_spec',
            'materialize', 'opened', 'load_questions', 'build_prompt', 'sample',

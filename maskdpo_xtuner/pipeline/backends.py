@@ -9,9 +9,14 @@ the annotator's backend) and read them back with :func:`backend_spec`; every fla
 every tool, and ``--endpoints`` takes URLs separated by spaces, commas, or both.
 """
 import argparse
+import json
+import os
+import urllib.request
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Callable, List, Optional, Union
+
+from maskdpo_xtuner.io.manifest import fingerprint, folder_fingerprint
 
 BACKEND_NAMES = ('transformers', 'lmdeploy', 'openai')
 
@@ -51,7 +56,7 @@ class BackendSpec:
 
     def build(self):
         """The backend (loads the model or connects to the servers)."""
-        from ..generation import build_backend  # heavy: only when there is work
+        from maskdpo_xtuner.generation import build_backend  # heavy: only when there is work
         self.check()
         if self.backend == 'transformers':
             return build_backend('transformers', model_path_or_model=self.model,
@@ -71,6 +76,32 @@ class BackendSpec:
         for k in ('api_key', 'concurrency', 'timeout', 'retry_deadline', 'batch_size'):
             d.pop(k)
         return d
+
+    def fingerprint(self) -> dict:
+        """What can be known of the weights: a local folder's content hash, or for a served
+        model its name and the model lists of its endpoints."""
+        if self.backend == 'openai':
+            return {'backend': self.backend, 'kind': 'served', 'name': self.model,
+                    'endpoint_models': _served_models(self),
+                    'note': 'a served model: only its name and the model lists of its '
+                            'endpoints are known, not its weights'}
+        if self.model and os.path.isdir(self.model):
+            return {'backend': self.backend, **folder_fingerprint(self.model)}
+        return {'backend': self.backend, 'kind': 'name', 'name': self.model,
+                'note': 'not a local folder: only its name is known'}
+
+
+def _served_models(spec: BackendSpec) -> list:
+    out = []
+    for url in spec.endpoints:
+        req = urllib.request.Request(url.rstrip('/') + '/v1/models',
+                                     headers={'Authorization': f'Bearer {spec.api_key}'})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                out.append(sorted(m.get('id') for m in json.load(r).get('data', [])))
+        except Exception:  # an endpoint that does not list its models
+            out.append(None)
+    return out
 
 
 BackendLike = Union[BackendSpec, Callable[[], object], object]
@@ -116,6 +147,9 @@ class OnDemand:
         if self._built is None:
             self._built = materialize(self.backend)
         return self._built
+
+    def fingerprint(self):
+        return fingerprint(self.backend)
 
     def close(self):
         if self._built is not None and isinstance(self.backend, BackendSpec):

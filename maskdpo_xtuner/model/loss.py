@@ -17,15 +17,17 @@ mask_mode      chosen keeps        rejected keeps
 ``none``       every sentence      every sentence             (vanilla DPO)
 =============  ==================  ==================
 
-Tokens outside every sentence (separators) and the end-of-turn suffix follow
-``separator_tokens`` and ``end_tokens``: 'keep' (default, as the official code) or 'mask'.
-``UNLABELLED`` tokens (response text no sentence covers, of unknown truth) are never kept: the
-dataset builder's ``unlabelled_tokens`` decides, before training, whether there are any.
+Tokens between sentences (separators) and the end-of-turn suffix follow ``separator_tokens``
+and ``end_tokens``: 'keep' (default, as the official code) or 'mask'. ``UNLABELLED`` tokens
+(response text no sentence covers, such as a markdown header ``**France**``: of unknown truth)
+are kept only by ``none``, which looks at no sentence and so counts every response token, as
+XTuner's and TRL's DPO do; the masked modes drop them (the dataset builder's
+``unlabelled_tokens`` can turn them into separators or refuse them before training).
 """
 import torch
 import torch.nn.functional as F
 
-from maskdpo_xtuner.labels import CORRECT, END, HALLUCINATED, MIXED, SEPARATOR
+from maskdpo_xtuner.labels import CORRECT, END, HALLUCINATED, MIXED, SEPARATOR, UNLABELLED
 from maskdpo_xtuner.model.logps import token_logps  # noqa: F401  (per-token log-probs, lean)
 
 MASK_MODES = ('both', 'chosen', 'rejected', 'none')
@@ -50,7 +52,8 @@ def token_weights(token_class: torch.Tensor, mask_mode: str = 'both',
                                       | (~chosen_row & (not mask_rejected)))
     keep |= (token_class == SEPARATOR) & (separator_tokens == 'keep')
     keep |= (token_class == END) & (end_tokens == 'keep')
-    return keep.float()  # UNLABELLED (and PROMPT) tokens are never kept
+    keep |= (token_class == UNLABELLED) & (mask_mode == 'none')  # vanilla DPO: every token
+    return keep.float()  # PROMPT tokens are never kept
 
 
 def preference_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected,

@@ -5,11 +5,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from maskdpo_xtuner.labels import CORRECT, END, HALLUCINATED, MIXED, PROMPT, SEPARATOR
+from maskdpo_xtuner.labels import (CORRECT, END, HALLUCINATED, MIXED, PROMPT, SEPARATOR,
+                                   UNLABELLED)
 from maskdpo_xtuner.model.loss import (LOSS_TYPES, MASK_MODES, mask_dpo_loss, token_logps,
                                        token_weights)
 
-CLASSES = [PROMPT, CORRECT, HALLUCINATED, SEPARATOR, END, MIXED]
+CLASSES = [PROMPT, CORRECT, HALLUCINATED, SEPARATOR, END, MIXED, UNLABELLED]
 
 
 def random_batch(pairs=3, length=12, seed=0):
@@ -29,6 +30,8 @@ def kept_by_definition(cls, chosen, mode, sep='keep', end='keep'):
         return sep == 'keep'
     if cls == END:
         return end == 'keep'
+    if cls == UNLABELLED:  # text outside every sentence: only vanilla DPO, which reads no
+        return mode == 'none'  # sentence, counts it
     if chosen:   # M_w sums over correct sentences only (when the chosen mask is on)
         masked = mode in ('both', 'chosen') and cls in (HALLUCINATED, MIXED)
     else:        # M_l sums over hallucinated sentences only (when the rejected mask is on)

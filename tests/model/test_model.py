@@ -8,6 +8,7 @@ from xtuner.model.dpo import DPO
 
 from maskdpo_xtuner.dataset import maskdpo_collate_fn, tokenize_pair, validate_record
 from maskdpo_xtuner.model import MaskDPO
+from maskdpo_xtuner.labels import UNLABELLED
 from maskdpo_xtuner.model.loss import LOSS_TYPES
 from maskdpo_xtuner.offline.tiny import build_tiny_llama
 
@@ -80,9 +81,21 @@ def no_zero_records():
                    ['ok'], ['unverifiable'])]
 
 
+def outside_text_records():
+    """Responses with text that no sentence covers (a markdown header, as SmolLM2 writes)."""
+    return [record('**Ada**\n\nAda Lovelace was a mathematician.',
+                   '**Ada**\n\nAda Lovelace was a painter.', ['ok'], ['contradictory'],
+                   ['Ada Lovelace was a mathematician.'], ['Ada Lovelace was a painter.']),
+            *no_zero_records()]
+
+
+@pytest.mark.parametrize('records', [no_zero_records, outside_text_records])
 @pytest.mark.parametrize('loss_type', LOSS_TYPES)
-def test_mask_mode_none_equals_xtuner_dpo(bpe_tokenizer, llm, loss_type):
-    data = batch(bpe_tokenizer, no_zero_records())
+def test_mask_mode_none_equals_xtuner_dpo(bpe_tokenizer, llm, loss_type, records):
+    """Vanilla DPO counts every response token, text outside every sentence included."""
+    data = batch(bpe_tokenizer, records())
+    if records is outside_text_records:
+        assert (data['token_class'] == UNLABELLED).any()
     assert not (data['labels'] == 0).any()  # XTuner would drop id 0: keep it out of this test
     ours, xt = both_models(llm, loss_type, mask_mode='none')
     a = ours.compute_loss(dict(data))

@@ -16,12 +16,18 @@ Rules (the same for every language, so mixed EN/ZH text splits correctly):
   end of the line or a CJK character. Closing quotes/brackets (and ``*``) right after the
   terminator belong to the sentence. No end when the next character is ``，,、：:``, or when
   a quote/bracket closed the sentence and a lowercase word follows (``"Stop!" he said``).
-* Not sentence ends: a period after an abbreviation (Mr. Dr. St. vs. Inc. Jan. Univ.,
-  ``etc.`` unless a capital follows, ``et al.`` before a lowercase word, ``No.`` ``Fig.``
-  ``approx.`` ``c.`` ``ca.`` ``b.`` ``d.`` ``fl.`` before a number or a currency sign), after
-  a dotted acronym (U.S. Ph.D. U.S.A. e.g. a.m.), after a single capital initial, ``I``
-  included as ANAH-v2 does (``J. K. Rowling``, ``I. Introduction``), inside numbers
-  (``3.14``) or after a list number inside markup (``**1. Paris**``).
+* Not sentence ends: a period after an abbreviation, in any case: Mr Mrs Ms Dr Prof St Jr Sr
+  vs Inc Ltd Co Corp Mt Gen Col Lt Sgt Gov Sen Rep Rev Dept Univ and the months Jan Feb Mar
+  Apr Jun Jul Aug Sep Sept Oct Nov Dec; ``etc.`` unless a capital follows; ``et al.`` before
+  a lowercase word; No Nos Fig Figs Vol Approx pp c ca b d fl before a number or a currency
+  sign (``No. 5``, ``approx. $5``, ``c. 1500``). Nor after a dotted acronym (U.S. Ph.D.
+  U.S.A. e.g. a.m.: parts of one or two letters), after a single capital initial that starts
+  a word, ``I`` included as ANAH-v2 does (``J. K. Rowling``, ``I. Introduction``), inside
+  numbers (``3.14``), or after a list number inside markup (``**1. Paris**``). A capital
+  glued to a digit is no initial: ``H2O.``, ``3D.``, ``4K.`` end a sentence.
+* Chinese and English terminators are the same rule: a full-width ``。！？；`` always ends a
+  sentence, an ASCII ``!`` or ``?`` in Chinese text ends one before whitespace, a line end or
+  a CJK character (``好!我们`` is two sentences), as ``.`` does.
 * Ellipses, as ANAH-v2's splitter: in English a run of periods (``...``) followed by
   whitespace ends a sentence; ``…`` ends one before a capital, a CJK character or an opening
   quote. With ``lang='zh'`` no ellipsis ends a sentence (ANAH-v2 splits Chinese only at
@@ -91,8 +97,8 @@ def _protected(text: str, i: int, after: str) -> bool:
     while k > 0 and (text[k - 1] == '.' or text[k - 1].isalpha() and not _is_cjk(text[k - 1])):
         k -= 1
     tok = text[k:i].lstrip('.')
-    if not tok:
-        return False
+    if not tok or (k > 0 and text[k - 1].isdigit()):
+        return False  # no word, or a word glued to a digit (H2O, 3D, 4K): no abbreviation
     if '.' in tok:  # U.S / Ph.D / e.g / a.m / U.S.A
         return all(1 <= len(part) <= 2 for part in tok.split('.'))
     low = tok.lower()

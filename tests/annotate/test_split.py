@@ -116,6 +116,13 @@ def test_headers_merge_only_when_asked():
     ('It cost approx. $5 then.', ['It cost approx. $5 then.']),
     ('He died ca. 1620 and d. 1621.', ['He died ca. 1620 and d. 1621.']),
     ('Play plan b. Then go.', ['Play plan b.', 'Then go.']),
+    # a capital glued to a digit is no initial: these end sentences (they did not)
+    ('Water is H2O. It boils at 100 C.', ['Water is H2O.', 'It boils at 100 C.']),
+    ('The film is in 3D. Tickets cost more.', ['The film is in 3D.', 'Tickets cost more.']),
+    ('It streams in 4K. Few TVs show it.', ['It streams in 4K.', 'Few TVs show it.']),
+    ('He met J. K. Rowling.', ['He met J. K. Rowling.']),  # initials still hold
+    ('Mt. Everest rises. Vol. 3 came out.', ['Mt. Everest rises.', 'Vol. 3 came out.']),
+    ('他来了!我们走吧。', ['他来了!', '我们走吧。']),  # ASCII '!' before a CJK character
 ])
 def test_abbreviations_as_anah_v2_or_better(text, expected):
     assert texts(text) == expected

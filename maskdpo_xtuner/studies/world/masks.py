@@ -11,7 +11,7 @@ from typing import List
 
 import numpy as np
 
-from maskdpo_xtuner.studies.world.pooled import CELLS, SELECT, pool, world_label
+from maskdpo_xtuner.studies.world.pooled import CELLS, SELECT, fit, pool, world_label
 from maskdpo_xtuner.studies.world.properties import PROPERTIES
 from maskdpo_xtuner.pipeline.stages import write_json
 
@@ -29,20 +29,14 @@ def points(doc: dict, prop: str, set_name: str, dec: str) -> List[tuple]:
     return out
 
 
-def fit(pts: List[tuple]) -> dict:
-    x = np.array([p[2] for p in pts], dtype=float)
-    y = np.array([p[3] for p in pts], dtype=float)
-    if len(x) < 3 or x.std() == 0 or y.std() == 0:
-        return {'r': None, 'slope': None, 'intercept': None, 'n': int(len(x))}
-    slope = float(((x - x.mean()) * (y - y.mean())).sum() / ((x - x.mean()) ** 2).sum())
-    intercept = float(y.mean() - slope * x.mean())  # least squares
-    return {'r': float(np.corrcoef(x, y)[0, 1]), 'slope': float(slope),
-            'intercept': float(intercept), 'n': int(len(x))}
+def fit_points(pts: List[tuple]) -> dict:
+    """The least-squares fit (pooled.fit) of the gaps on the property, over the runs."""
+    return fit([p[2] for p in pts], [p[3] for p in pts])
 
 
 def select_property(val: dict) -> dict:
     """prop -> fit on validation (the SELECT gap); 'chosen': the largest |r|."""
-    fits = {p: fit(points(val, p, *SELECT)) for p in PROPERTIES}
+    fits = {p: fit_points(points(val, p, *SELECT)) for p in PROPERTIES}
     usable = {p: f for p, f in fits.items() if f['r'] is not None}
     if not usable:
         raise RuntimeError('masks study: no world property varies over the runs (need >= 3 '
@@ -64,14 +58,15 @@ def masks_markdown(doc: dict) -> str:
                      + ('n/a | n/a' if f['r'] is None else
                         f'{f["r"]:+.2f} | {f["slope"] * 100:+.1f}') + ' |')
     lines += ['', f'## Test topics, against {ch} ({PROPERTIES[ch]})', '',
-              '| Set / decoding | r | slope (points per unit) | gap at the lowest / highest '
-              'property (fit) |', '|---|---|---|---|']
+              '| Set / decoding | r | slope (points per unit) [95% CI] | gap at the lowest / '
+              'highest property (fit) |', '|---|---|---|---|']
     for cell, f in doc['test'].items():
         if f['r'] is None:
             lines.append(f'| {cell} | n/a | n/a | n/a |')
             continue
         lo, hi = doc['range']
-        lines.append(f'| {cell} | {f["r"]:+.2f} | {f["slope"] * 100:+.1f} | '
+        lines.append(f'| {cell} | {f["r"]:+.2f} | {f["slope"] * 100:+.1f} '
+                     f'[{f["low"] * 100:+.1f}, {f["high"] * 100:+.1f}] | '
                      f'{(f["intercept"] + f["slope"] * lo) * 100:+.1f} / '
                      f'{(f["intercept"] + f["slope"] * hi) * 100:+.1f} |')
     lines += ['', '## Points (test gaps, score points)', '',
@@ -99,7 +94,7 @@ def plot_masks(doc: dict, val: dict, test: dict, path: str):
             xs = [p[2] for p in pts if p[0] == w]
             ys = [p[3] * 100 for p in pts if p[0] == w]
             ax.scatter(xs, ys, color=f'C{j}', label=w, s=18)
-        f = fit(pts)
+        f = fit_points(pts)
         if f['r'] is not None:
             xs = np.linspace(min(p[2] for p in pts), max(p[2] for p in pts), 10)
             ax.plot(xs, (f['intercept'] + f['slope'] * xs) * 100, 'k--', lw=0.8)
@@ -129,7 +124,7 @@ def write_masks(val_docs: List[dict], test_docs: List[dict], out_dir: str) -> di
     xs = [row[ch] for row in rows if row[ch] is not None]
     doc = {'worlds': test['worlds'], 'seeds': test['seeds'], 'chosen': ch,
            'validation': sel['fits'], 'range': [min(xs), max(xs)],
-           'test': {f'{s}/{d}': fit(points(test, ch, s, d)) for s, d in CELLS}, 'rows': rows,
+           'test': {f'{s}/{d}': fit_points(points(test, ch, s, d)) for s, d in CELLS}, 'rows': rows,
            'val_paired': val['paired'], 'test_paired': test['paired']}
     os.makedirs(out_dir, exist_ok=True)
     write_json(os.path.join(out_dir, 'results.json'), doc)

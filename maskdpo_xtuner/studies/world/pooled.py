@@ -7,11 +7,13 @@ difference of scores is taken; reported are its mean and two 95% Student-t inter
 
 * over pairs (n = worlds x seeds): treats the pairs as independent; they are not quite (the
   seeds of one world share its base model), so this interval is the narrower, optimistic one;
-* over worlds (n = worlds): the per-world mean difference is one observation, the honest
-  interval for "another world / another base model", the spread a user rerunning on another
-  machine should expect;
+* over worlds (n = worlds): the per-world mean difference is one observation; the interval for
+  the *mean* over worlds like these;
 
-and the share of worlds (and of pairs) where the difference is positive.
+a 95% **prediction interval for a new world** (mean ± t · sd · sqrt(1 + 1/n) over the per-world
+means: where one more world, drawn like these, should land; wider than the interval for the
+mean, and the one to read as "what will my rerun show"), and the share of worlds (and of pairs)
+where the difference is positive.
 
 The ``masks`` study (``write_masks``) relates the gap to the world's properties (properties.py,
 measured on train topics): the property is chosen on **validation** topics (largest |Pearson r|
@@ -46,6 +48,33 @@ def interval(values) -> dict:
     return out
 
 
+def prediction_interval(values) -> dict:
+    """95% Student-t prediction interval for one more draw (None for fewer than two values)."""
+    from scipy import stats
+    v = np.asarray(values, dtype=float)
+    out = {'mean': float(v.mean()), 'n': int(len(v)), 'low': None, 'high': None}
+    if len(v) > 1:
+        half = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) * np.sqrt(1 + 1 / len(v))
+        out.update(low=float(v.mean() - half), high=float(v.mean() + half))
+    return out
+
+
+def fit(x, y) -> dict:
+    """Least-squares line y = intercept + slope x with the slope's 95% t-interval and Pearson r
+    (None where fewer than 3 points or no spread)."""
+    from scipy import stats
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    out = {'r': None, 'slope': None, 'intercept': None, 'low': None, 'high': None,
+           'n': int(len(x))}
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return out
+    res = stats.linregress(x, y)
+    half = stats.t.ppf(0.975, len(x) - 2) * res.stderr
+    out.update(r=float(res.rvalue), slope=float(res.slope), intercept=float(res.intercept),
+               low=float(res.slope - half), high=float(res.slope + half))
+    return out
+
+
 def gaps(doc: dict, arm: str, ref: str, set_name: str, dec: str, metric: str = 'score'):
     """seed -> arm minus ref, one world."""
     return {s: per['results'][arm][set_name][dec][metric] - per['results'][ref][set_name][dec][metric]
@@ -57,6 +86,7 @@ def paired(docs: List[dict], arm: str, ref: str, set_name: str, dec: str) -> dic
     flat = [g for gs in per_world.values() for g in gs]
     means = {w: float(np.mean(gs)) for w, gs in per_world.items()}
     return {'pairs': interval(flat), 'worlds': interval(list(means.values())),
+            'new_world': prediction_interval(list(means.values())),
             'per_world': means, 'per_pair': per_world,
             'worlds_positive': sum(m > 0 for m in means.values()) / len(means),
             'pairs_positive': sum(g > 0 for g in flat) / len(flat)}
@@ -114,6 +144,10 @@ def _spread(doc: dict, arm: str, set_name: str, dec: str, metric: str) -> str:
     return f'{m * scale:.{digits}f}{sd}'
 
 
+def _frac(share: float, n: int) -> str:
+    return f'{round(share * n)} of {n}'
+
+
 def _ci(iv: dict) -> str:
     return 'n/a' if iv['low'] is None else f'[{iv["low"] * 100:+.1f}, {iv["high"] * 100:+.1f}]'
 
@@ -136,13 +170,15 @@ def pooled_markdown(doc: dict) -> str:
         lines.append('')
     for arm, cells in doc['paired'].items():
         lines += [f'## {arm} minus {doc["reference"]} (score points, paired by world and seed)',
-                  '', '| Set / decoding | Mean | 95% t-interval over pairs | 95% t-interval over '
-                  'worlds | Worlds > 0 | Pairs > 0 | ' + ' | '.join(labels) + ' |',
-                  '|---|---|---|---|---|---|' + '---|' * len(labels)]
+                  '', '| Set / decoding | Mean | 95% CI of the mean over worlds | 95% '
+                  'prediction interval, a new world | Worlds > 0 | Pairs > 0 | 95% CI over '
+                  'pairs | ' + ' | '.join(labels) + ' |',
+                  '|---|---|---|---|---|---|---|' + '---|' * len(labels)]
         for cell, p in cells.items():
-            lines.append(f'| {cell} | {p["pairs"]["mean"] * 100:+.2f} | {_ci(p["pairs"])} '
-                         f'(n={p["pairs"]["n"]}) | {_ci(p["worlds"])} (n={p["worlds"]["n"]}) | '
-                         f'{p["worlds_positive"]:.0%} | {p["pairs_positive"]:.0%} | '
+            lines.append(f'| {cell} | {p["pairs"]["mean"] * 100:+.2f} | {_ci(p["worlds"])} '
+                         f'(n={p["worlds"]["n"]}) | {_ci(p["new_world"])} | '
+                         f'{_frac(p["worlds_positive"], p["worlds"]["n"])} | '
+                         f'{_frac(p["pairs_positive"], p["pairs"]["n"])} | {_ci(p["pairs"])} | '
                          + ' | '.join(f'{p["per_world"][w] * 100:+.1f}' for w in labels) + ' |')
         lines.append('')
     lines += ['## Per world (score, mean ± std over training seeds)', '',
@@ -191,30 +227,68 @@ def answers_markdown(answers: dict) -> List[str]:
     return lines
 
 
+def arm_scores(doc: dict) -> Dict:
+    """arm -> cell -> 95% t-interval of its score: over the per-world means with >= 2 worlds,
+    else over the one world's training seeds."""
+    out = {}
+    for arm in doc['arms']:
+        out[arm] = {}
+        for s, d in CELLS:
+            if len(doc['per_world']) > 1:
+                vals = [w[arm][s][d]['score']['mean'] for w in doc['world_means'].values()]
+            else:
+                vals = [per['results'][arm][s][d]['score']
+                        for per in doc['per_world'][0]['per_seed'].values()]
+            out[arm][f'{s}/{d}'] = interval(vals)
+    return out
+
+
 def plot_pooled(doc: dict, path: str):
+    """Left: every arm's score in and out of domain, greedy and sampled (bars, 95% interval
+    over worlds, or over seeds for one world); right: the paired gaps, one dot per run."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     comps = list(doc['paired'].items())
-    fig, axes = plt.subplots(1, max(1, len(comps)), figsize=(6 * max(1, len(comps)), 4.2),
+    scores = arm_scores(doc)
+    over = 'worlds' if len(doc['per_world']) > 1 else 'training seeds'
+    fig, axes = plt.subplots(1, 1 + len(comps), figsize=(6.5 + 5 * len(comps), 4.2),
                              squeeze=False)
-    for ax, (arm, cells) in zip(axes[0], comps):
+    ax = axes[0][0]
+    arms = list(doc['arms'])
+    width = 0.8 / len(arms)
+    for k, arm in enumerate(arms):
+        ivs = [scores[arm][f'{s}/{d}'] for s, d in CELLS]
+        x = np.arange(len(CELLS)) + (k - (len(arms) - 1) / 2) * width
+        means = np.array([iv['mean'] for iv in ivs]) * 100
+        err = np.array([[0 if iv['low'] is None else iv['mean'] - iv['low'] for iv in ivs],
+                        [0 if iv['high'] is None else iv['high'] - iv['mean'] for iv in ivs]])
+        bars = ax.bar(x, means, width, yerr=err * 100, capsize=3, label=arm, color=f'C{k}')
+        ax.bar_label(bars, fmt='%.0f', fontsize=7, padding=2)
+    ax.set_xticks(range(len(CELLS)))
+    ax.set_xticklabels([f'{s}\n{d}' for s, d in CELLS], fontsize=8)
+    ax.set_ylabel('score (% sentences not hallucinated)')
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=8, loc='lower right')
+    ax.set_title(f'{doc["eval_split"]} topics, {len(doc["per_world"])} world(s) x '
+                 f'{len(doc["seeds"])} seed(s); bars: 95% CI over {over}', fontsize=9)
+    for ax, (arm, cells) in zip(axes[0][1:], comps):
         for i, (cell, p) in enumerate(cells.items()):
             for j, (w, gs) in enumerate(p['per_pair'].items()):
-                off = (j - (len(p['per_pair']) - 1) / 2) * 0.12
-                ax.scatter([i + off] * len(gs), np.array(gs) * 100, s=12, color=f'C{j}',
-                           label=w if i == 0 else None, alpha=0.7)
-            iv = p['worlds']
+                off = (j - (len(p['per_pair']) - 1) / 2) * (0.6 / max(1, len(p['per_pair'])))
+                ax.scatter([i + off] * len(gs), np.array(gs) * 100, s=10, color=f'C{j % 10}',
+                           alpha=0.7)
+            iv = p['worlds'] if p['worlds']['low'] is not None else p['pairs']
             if iv['low'] is not None:
                 ax.errorbar([i], [iv['mean'] * 100], yerr=[[(iv['mean'] - iv['low']) * 100],
                                                           [(iv['high'] - iv['mean']) * 100]],
-                            fmt='kD', capsize=5, label='mean, 95% CI over worlds' if i == 0 else None)
+                            fmt='kD', capsize=5, label='mean, 95% CI' if i == 0 else None)
         ax.axhline(0, color='grey', lw=0.8)
         ax.set_xticks(range(len(cells)))
-        ax.set_xticklabels(list(cells), fontsize=8)
+        ax.set_xticklabels([c.replace('/', '\n') for c in cells], fontsize=8)
         ax.set_ylabel(f'{arm} minus {doc["reference"]} (score points)')
         ax.legend(fontsize=7)
-        ax.set_title(f'{doc["eval_split"]} topics; dots: (world, seed) pairs', fontsize=9)
+        ax.set_title('paired by world and seed; dots: runs, coloured by world', fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -227,7 +301,6 @@ def write_pooled(docs: List[dict], out_dir: str) -> dict:
     text = pooled_markdown(doc)
     with open(os.path.join(out_dir, 'results.md'), 'w', encoding='utf-8') as f:
         f.write(text)
-    if doc['paired']:
-        plot_pooled(doc, os.path.join(out_dir, 'results.png'))
+    plot_pooled(doc, os.path.join(out_dir, 'results.png'))
     print(text)
     return doc

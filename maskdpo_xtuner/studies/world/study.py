@@ -61,6 +61,7 @@ from maskdpo_xtuner.studies.world.pretrain import pretrain
 from maskdpo_xtuner.studies.world.properties import answer_stats, eval_answer_files, pair_properties
 from maskdpo_xtuner.studies.world.masks import write_masks
 from maskdpo_xtuner.studies.world.pooled import write_pooled
+from maskdpo_xtuner.studies.world.spread import write_spread
 from maskdpo_xtuner.studies.world.results import (aggregate_results, select_lr, summarize_runs,
                                                   write_results)
 from maskdpo_xtuner.studies.world.settings import StudySettings, arms, preset, spec_name
@@ -376,8 +377,11 @@ def run_study(preset_name: str = 'default', seeds=(0,), out: str = 'work_dirs/wo
         return write_masks(over_worlds('main', 'val'), over_worlds('main', 'test'),
                            os.path.join(os.path.abspath(out), 'masks'))
     docs = over_worlds(study, eval_split)
-    return write_pooled(docs, pooled_dir(os.path.abspath(out), docs[0]['study'],
-                                         docs[0]['eval_split']))
+    out_dir = pooled_dir(os.path.abspath(out), docs[0]['study'], docs[0]['eval_split'])
+    doc = write_pooled(docs, out_dir)
+    if len(docs) >= 3 and 'maskdpo' in doc['paired']:  # why the gap differs between worlds
+        doc['spread'] = write_spread(doc, out_dir)
+    return doc
 
 
 def pooled_dir(out: str, study: str, eval_split: str) -> str:

@@ -287,13 +287,45 @@ def test_pooled_gap_is_paired_by_world_and_seed_with_t_intervals(tmp_path):
     assert p['per_world'] == pytest.approx({'w0': 0.03, 'w1': 0.0, 'w2-b7': 0.04}, abs=1e-12)
     assert p['worlds_positive'] == pytest.approx(2 / 3)  # 0.0 is not positive
     assert p['pairs_positive'] == pytest.approx(5 / 6)
+    # where one more world should land: wider than the interval of the mean, by sqrt(n + 1)
+    half = stats.t.ppf(0.975, 2) * means.std(ddof=1) * np.sqrt(1 + 1 / 3)
+    assert p['new_world']['low'] == pytest.approx(means.mean() - half, abs=1e-12)
     md = open(tmp_path / 'results.md').read()
     assert '| in-domain/greedy | +2.33 |' in md and 'w2-b7' in md
+    assert '| 2 of 3 | 5 of 6 |' in md
     assert open(tmp_path / 'results.png', 'rb').read(4) == b'\x89PNG'
     # pooled means are over all runs; the spread is between the per-world means
     assert doc['aggregate']['dpo']['ood']['sampled']['score']['mean'] == \
         pytest.approx(np.mean([0.5 + w / 10 + s / 100 for w in (0, 1, 2) for s in (0, 1)]))
     assert '| dpo | 60.5 ± 10.0 |' in md
+
+
+def test_spread_fits_the_world_gap_on_properties_measured_before_training(tmp_path):
+    """Per-world gaps built as 0.2 x the base model's OOD score: the slope is found with an
+    interval that excludes 0; a property unrelated to the gap gets one that covers 0."""
+    from maskdpo_xtuner.studies.world.spread import spread, spread_markdown, write_spread
+    rng = random.Random(1)
+    docs = []
+    for w in range(6):
+        base = 0.2 + 0.1 * w
+        noise = rng.random()
+        gap = 0.2 * base + 0.002 * (w % 2)
+        props = {s: {'pairs': 10, 'mixed_chosen': noise, 'base_knowledge': rng.random(),
+                     'chosen_hallucinated': 0.5, 'rejected_correct': rng.random(),
+                     'subject_confusion': rng.random()} for s in (0, 1)}
+        docs.append(_doc(w, w, {s: {'base': base, 'dpo': 0.6, 'maskdpo': 0.6 + gap}
+                                for s in (0, 1)}, props))
+    doc = write_pooled(docs, str(tmp_path))
+    sp = spread(doc)
+    f = sp['fits']['ood/greedy']['base_ood']
+    assert f['slope'] == pytest.approx(0.2, abs=0.01) and f['low'] > 0
+    assert sp['fits']['ood/greedy']['chosen_hallucinated']['r'] is None  # no spread: no fit
+    g = sp['fits']['ood/greedy']['mixed_chosen']
+    assert g['low'] < g['slope'] < g['high']
+    assert [r['world'] for r in sp['rows']] == [f'w{w}' for w in range(6)]
+    assert '| base_ood (' in spread_markdown(sp)
+    write_spread(doc, str(tmp_path))
+    assert open(tmp_path / 'spread.png', 'rb').read(4) == b'\x89PNG'
 
 
 def test_masks_property_is_chosen_on_validation_not_test(tmp_path):

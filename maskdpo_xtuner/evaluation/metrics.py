@@ -165,6 +165,31 @@ def paired_ratio_bootstrap(a, b, n_boot: int = 1000, seed: int = 0,
             'p_le_0': float((d <= 0).mean()), 'p_ge_0': float((d >= 0).mean())}
 
 
+def seeded_paired_bootstrap(pairs_by_seed, n_boot: int = 2000, seed: int = 0,
+                            confidence: float = 0.95) -> dict:
+    """Mean over training seeds of a paired difference of pooled ratios, with a percentile
+    interval that resamples questions **within** each seed (independently per seed, the same
+    questions for both sides of a seed): ``pairs_by_seed`` = [((num_a, den_a), (num_b, den_b)),
+    ...] aligned question by question inside each seed. Also each seed's own difference and
+    how many are positive. (Seed-to-seed spread beyond the questions shows in ``per_seed``.)"""
+    per_seed, boots = [], []
+    for i, (a, b) in enumerate(pairs_by_seed):
+        (na, da), (nb, db) = [tuple(np.asarray(x, float) for x in ab) for ab in (a, b)]
+        if not (len(na) == len(da) == len(nb) == len(db)):
+            raise ValueError('seeded_paired_bootstrap: both sides need the same questions')
+        point = (_ratio(na.sum(), da.sum()), _ratio(nb.sum(), db.sum()))
+        if None in point:
+            return {'diff': None, 'ci_low': None, 'ci_high': None, 'per_seed': [],
+                    'seeds_positive': 0, 'seeds': len(pairs_by_seed)}
+        per_seed.append(point[0] - point[1])
+        w = resample_weights(len(na), n_boot, seed + 7919 * i)
+        boots.append(_boot_ratio(w, na, da) - _boot_ratio(w, nb, db))
+    lo, hi = _quantiles(np.mean(boots, axis=0), confidence)
+    return {'diff': float(np.mean(per_seed)), 'ci_low': lo, 'ci_high': hi,
+            'per_seed': per_seed, 'seeds_positive': int(sum(d > 0 for d in per_seed)),
+            'seeds': len(per_seed)}
+
+
 def bootstrap_interval(correct: Sequence[int], incorrect: Sequence[int], n_boot: int = 1000,
                        seed: int = 0, confidence: float = 0.95):
     """Percentile bootstrap (over questions) of the pooled score Σcorrect / Σ(correct +

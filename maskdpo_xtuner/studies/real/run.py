@@ -1,59 +1,46 @@
-"""The real run, one command (``tools/real_run.py``): a real model, a real engine, real facts.
+"""The real study, one command (``tools/real_run.py``): a real model, a real engine, real facts.
 
-    SmolLM2-135M-Instruct (real_model.py) served by vLLM on the CPU (serve.py)
+    SmolLM2-135M-Instruct (offline/smollm2.py) served by vLLM on the CPU (generation/serve.py)
     -> sample K answers per train country (top-k 40, T 0.8) through the OpenAI backend
-    -> label every sentence exactly from GeoNames data (countries.py: CountryJudge)
-       and, on a subset, with the ANAH-v2 protocol, the same small model as judge
-    -> build pairs -> train with the paper's 8B Mask-DPO config on a CPU
-       (configs/maskdpo/smollm2_cpu_maskdpo.py, ``python -m xtuner.tools.train``) -> convert
-    -> serve the trained model with vLLM; evaluate it and the base on held-out countries
-       (greedy and sampled), labelled by the exact judge
-    -> results.md / results.json: each stage's wall time and counts, the scores
+    -> label every sentence exactly from GeoNames data (countries.py) and, on a subset, with
+       the ANAH-v2 protocol, the same small model as judge
+    -> build pairs -> the reference model's log-probs, once for every arm and seed
+    -> train every arm (DPO, Mask-DPO; the one-sided ablations on request) x every training
+       seed with the paper's 8B config on a CPU (configs/maskdpo/smollm2_cpu_maskdpo.py,
+       ``python -m xtuner.tools.train``), same pairs, only the mask differs -> convert
+    -> serve each model with vLLM; evaluate it and the base on every evaluation set (held-out
+       countries in several question forms; out of domain where a judge is registered),
+       greedy and sampled, labelled by the exact judges
+    -> results.md / results.json (report.py): scores, paired differences with intervals,
+       behaviour (claims, length, repetition), each stage's wall time against the estimate
 
-Stages are cached like the world study's (world/stages.py): a stage whose inputs are unchanged
-is skipped, an interrupted sampling or evaluation resumes. A server is started only when a
-stage needs it, on a fixed port per model (the port is part of what the manifests record).
+Stages are cached (pipeline/stages.py): a stage whose inputs are unchanged is skipped, an
+interrupted sampling or evaluation resumes; one vLLM server at a time, started when a stage
+needs it and stopped after.
 """
-import dataclasses
 import os
 import sys
-from dataclasses import dataclass, asdict
-from typing import Optional
+import time
+from dataclasses import asdict
+from typing import List
 
-from maskdpo_xtuner.studies.real import countries
 from maskdpo_xtuner.io.jsonl import read_jsonl, write_jsonl
 from maskdpo_xtuner.io.manifest import file_hash, folder_fingerprint
 from maskdpo_xtuner.pipeline import (AnnotatorSpec, BackendSpec, EvalSettings, SamplingParams,
                                      annotate, evaluate_anah, make_pairs, sample)
-from maskdpo_xtuner.train import model_path_options, run_logged, train_command, train_env
-from maskdpo_xtuner.studies.real.report import build_report, write_report
 from maskdpo_xtuner.pipeline.stages import ROOT, Stages, code_hash
+from maskdpo_xtuner.studies.real import countries
+from maskdpo_xtuner.studies.real.report import build_report, estimate, write_report
+from maskdpo_xtuner.studies.real.settings import ARMS, RealRunSettings, eval_sets, model_names
+from maskdpo_xtuner.train import model_path_options, run_logged, train_command, train_env
 
 CONFIG = 'configs/maskdpo/smollm2_cpu_maskdpo.py'
 # what training runs: the config, the configs it inherits, the model and dataset code
 TRAIN_CODE = [CONFIG, 'configs/maskdpo/llama3_1_8b_instruct_maskdpo_full.py', 'configs/_base_',
               'maskdpo_xtuner/model', 'maskdpo_xtuner/dataset']
-MIN_PAIRS = 8  # the config's 1 x 8 pairs per step (and a warm-up of >= 1 iteration)
-CODE = ['maskdpo_xtuner/studies/real/countries.py', 'maskdpo_xtuner/pipeline', 'maskdpo_xtuner/generation',
-        'maskdpo_xtuner/annotate/split.py']
-
-
-@dataclass(frozen=True)
-class RealRunSettings:
-    train_questions: int = 80      # train countries (80: all of the split)
-    test_questions: int = 57       # held-out countries (57: all of the split)
-    k: int = 6                     # answers sampled per train country
-    temperature: float = 0.8
-    top_k: int = 40
-    max_new_tokens: int = 160
-    anah_questions: int = 2        # train countries whose answers the ANAH-v2 judge also labels
-    eval_seeds: tuple = (0,)       # sampled evaluation runs (besides greedy)
-    seed: int = 0
-    concurrency: int = 64          # requests in flight to vLLM
-    cpus: Optional[str] = None     # cores vLLM binds to (None: its default)
-    threads: int = 1               # torch threads of the training process (1: fastest on
-    #                                2 shared cores; more threads than free cores spin-wait)
-    base_port: int = 8761          # base model's server; the trained model's is base_port + 1
+PAIRS_PER_STEP = 8  # the config's pairs per optimizer step (batch x accumulation)
+CODE = ['maskdpo_xtuner/studies/real/countries.py', 'maskdpo_xtuner/pipeline',
+        'maskdpo_xtuner/generation', 'maskdpo_xtuner/annotate/split.py']
 
 
 class _Engine:
@@ -89,66 +76,93 @@ class RealRun:
         self.config = os.path.join(ROOT, CONFIG)
         self.stages = Stages()
         self.code = code_hash(CODE)
-        self.servers = []
+        self.servers: List[_Engine] = []
+        self.started = time.time()
 
     def path(self, *parts):
         return os.path.join(self.out, *parts)
 
-    def engine(self, model_dir, name, port) -> _Engine:
-        e = _Engine(model_dir, name, port, self.path('logs', f'vllm-{name}.log'), self.s)
+    def model_dir(self, name: str) -> str:
+        return self.base_dir if name == 'base' else self.path('train', name, 'hf')
+
+    def engine(self, name: str) -> _Engine:
+        port = self.s.base_port + (0 if name == 'base' else 1)
+        e = _Engine(self.model_dir(name), f'smollm2-{name}', port,
+                    self.path('logs', f'vllm-{name}.log'), self.s)
         self.servers.append(e)
         return e
 
     # ------------------------------------------------------------------ stages
     def run(self) -> dict:
         s = self.s
-        qdir = self.path('questions')
-        self.stages.run('questions', qdir, {'settings': [s.train_questions, s.test_questions],
-                                            'code': code_hash(['maskdpo_xtuner/studies/real/countries.py'])},
-                        lambda: [write_jsonl(os.path.join(qdir, f'{split}.jsonl'),
-                                             countries.questions(split, limit=n))
-                                 for split, n in (('train', s.train_questions),
-                                                  ('test', s.test_questions))])
-        train_q = read_jsonl(os.path.join(qdir, 'train.jsonl'))
-        base = self.engine(self.base_dir, 'smollm2-base', s.base_port)
+        est = estimate(s)
+        print(f'[real study] {len(model_names(s)) - 1} trainings, {len(model_names(s))} models '
+              f'evaluated on {", ".join(est["sets"])}; estimated {est["total"] / 60:.0f} min on '
+              f'this machine ({est["basis"]})', flush=True)
+        self._questions()
+        base = self.engine('base')
         try:
-            samples = self.path('sample', 'responses.jsonl')
-            params = SamplingParams(max_new_tokens=s.max_new_tokens, temperature=s.temperature,
-                                    top_k=s.top_k, seed=s.seed)
-            key = self.stages.run(
-                f'sample {s.k} answers per train country', self.path('sample'),
-                {'questions': train_q, 'params': asdict(params), 'k': s.k, 'code': self.code},
-                lambda: sample(train_q, samples, base.spec(), params, n=s.k,
-                               model_name='smollm2-base', batch_size=s.concurrency),
-                resumable=True)
-            exact = self.path('annotate', 'annotated.jsonl')
-            key = self.stages.run('label sentences: exact judge', self.path('annotate'),
-                                  {'sample': key, 'code': self.code},
-                                  lambda: annotate(samples, exact, AnnotatorSpec('countries')),
-                                  resumable=True)
-            self.stages.run(f'label sentences: ANAH-v2, SmolLM2 judge ({s.anah_questions} '
-                            'countries)', self.path('anah'), {'sample': key, 'code': self.code,
-                                                              'n': s.anah_questions},
-                            lambda: self._anah(samples, base), resumable=True)
-            self.stages.run('build pairs', self.path('pairs'), {'annotate': key,
-                                                                'seed': s.seed},
-                            lambda: make_pairs([exact], self.path('pairs', 'pairs.jsonl'),
-                                               seed=s.seed))
+            self._data(base)
             self.evaluate('base', base)
         finally:
             base.stop()
-        hf = self.path('train', 'hf')
-        self.stages.run('train Mask-DPO (xtuner) and convert', self.path('train'),
-                        {'pairs': file_hash(self.path('pairs', 'pairs.jsonl')),
-                         'base': folder_fingerprint(self.base_dir), 'seed': s.seed,
-                         'code': code_hash(TRAIN_CODE)},
-                        self._train)
-        trained = self.engine(hf, 'smollm2-maskdpo', s.base_port + 1)
-        try:
-            self.evaluate('maskdpo', trained)
-        finally:
-            trained.stop()
+        self._reference()
+        for name in model_names(s)[1:]:
+            arm, seed = name.rsplit('-s', 1)
+            self.stages.run(f'train {name} (xtuner) and convert', self.path('train', name),
+                            {'pairs': file_hash(self.path('pairs', 'pairs.jsonl')),
+                             'base': folder_fingerprint(self.base_dir), 'seed': int(seed),
+                             'mask_mode': ARMS[arm], 'batch_size': s.batch_size,
+                             'threads': s.threads, 'code': code_hash(TRAIN_CODE)},
+                            lambda arm=arm, seed=int(seed), name=name: self._train(arm, seed,
+                                                                                   name))
+            trained = self.engine(name)
+            try:
+                self.evaluate(name, trained)
+            finally:
+                trained.stop()
         return self.report()
+
+    def _questions(self):
+        s, qdir = self.s, self.path('questions')
+        sets = eval_sets(s)
+
+        def write():
+            write_jsonl(os.path.join(qdir, 'train.jsonl'),
+                        countries.questions('train', limit=s.train_questions))
+            for name, (_, recs) in sets.items():
+                write_jsonl(os.path.join(qdir, f'{name}.jsonl'), recs)
+        self.stages.run('questions', qdir, {'train': s.train_questions,
+                                            'sets': {k: [r['id'] for r in v[1]]
+                                                     for k, v in sets.items()},
+                                            'code': code_hash(CODE[:1] + ['maskdpo_xtuner/studies/real/settings.py'])},
+                         write)
+
+    def _data(self, base: _Engine):
+        s = self.s
+        train_q = read_jsonl(self.path('questions', 'train.jsonl'))
+        samples = self.path('sample', 'responses.jsonl')
+        params = SamplingParams(max_new_tokens=s.max_new_tokens, temperature=s.temperature,
+                                top_k=s.top_k, seed=s.sample_seed)
+        key = self.stages.run(
+            f'sample {s.k} answers per train country', self.path('sample'),
+            {'questions': train_q, 'params': asdict(params), 'k': s.k, 'code': self.code},
+            lambda: sample(train_q, samples, base.spec(), params, n=s.k,
+                           model_name='smollm2-base', batch_size=s.concurrency),
+            resumable=True)
+        exact = self.path('annotate', 'annotated.jsonl')
+        key = self.stages.run('label sentences: exact judge', self.path('annotate'),
+                              {'sample': key, 'code': self.code},
+                              lambda: annotate(samples, exact, AnnotatorSpec('countries')),
+                              resumable=True)
+        self.stages.run(f'label sentences: ANAH-v2, SmolLM2 judge ({s.anah_questions} '
+                        'countries)', self.path('anah'), {'sample': key, 'code': self.code,
+                                                          'n': s.anah_questions},
+                        lambda: self._anah(samples, base), resumable=True)
+        self.stages.run('build pairs', self.path('pairs'), {'annotate': key,
+                                                            'seed': s.sample_seed},
+                        lambda: make_pairs([exact], self.path('pairs', 'pairs.jsonl'),
+                                           seed=s.sample_seed))
 
     def _anah(self, samples, engine):
         recs = read_jsonl(samples)[:self.s.anah_questions]
@@ -157,60 +171,85 @@ class RealRun:
         annotate(sub, self.path('anah', 'annotated.jsonl'), AnnotatorSpec('anah'),
                  judge=engine.spec(), save_trace=True)  # the judge's raw answers, to read
 
-    def _train(self):
-        work, log = self.path('train', 'xtuner'), self.path('train', 'train.log')
-        config = self.config
-        n = len(read_jsonl(self.path('pairs', 'pairs.jsonl')))
-        if n < MIN_PAIRS:
-            raise RuntimeError(f'{n} training pairs ({self.path("pairs", "pairs.jsonl")}): fewer '
-                               f'than {MIN_PAIRS}, one optimizer step of {CONFIG}; ask about '
-                               'more countries (--train-questions) or sample more (--k)')
-        opts = {'train_dataloader.dataset.data_files': self.path('pairs', 'pairs.jsonl'),
-                'randomness.seed': self.s.seed}
+    def _options(self) -> dict:
+        """--cfg-options every training and the reference pass share: the pairs, the reference
+        cache, the batch split, the base model in every path key."""
+        cache = self.path('reference', 'ref_logps.pt')
+        s = self.s
+        return {**model_path_options(self.config, self.base_dir),
+                'train_dataloader.dataset.data_files': self.path('pairs', 'pairs.jsonl'),
+                'model.ref_logps_cache': cache,
+                'train_dataloader.dataset.ref_logps_cache': cache,
+                'train_dataloader.batch_size': s.batch_size,
+                'optim_wrapper.accumulative_counts': PAIRS_PER_STEP // s.batch_size}
+
+    def _reference(self):
+        """The reference model's log-probs of the pairs, once for every arm and seed."""
+        pairs = self.path('pairs', 'pairs.jsonl')
+        n = len(read_jsonl(pairs))
+        if n < PAIRS_PER_STEP:
+            raise RuntimeError(f'{n} training pairs ({pairs}): fewer than {PAIRS_PER_STEP}, one '
+                               f'optimizer step of {CONFIG}; ask about more countries '
+                               '(--train-questions) or sample more (--k)')
+
+        def compute():
+            import torch
+            from mmengine.config import Config
+
+            from maskdpo_xtuner.model.reference import precompute_from_config
+            cfg = Config.fromfile(self.config)
+            cfg.merge_from_dict(self._options())
+            threads = torch.get_num_threads()
+            torch.set_num_threads(max(1, self.s.threads))
+            try:
+                precompute_from_config(cfg, batch_size=8)
+            finally:
+                torch.set_num_threads(threads)
+        self.stages.run('reference log-probs (once for every arm and seed)',
+                        self.path('reference'),
+                        {'pairs': file_hash(pairs), 'base': folder_fingerprint(self.base_dir),
+                         'code': code_hash(TRAIN_CODE)}, compute)
+
+    def _train(self, arm: str, seed: int, name: str):
+        d = self.path('train', name)
+        work, log = os.path.join(d, 'xtuner'), os.path.join(d, 'train.log')
+        opts = {**self._options(), 'randomness.seed': seed, 'model.mask_mode': ARMS[arm]}
         env = dict(train_env(), PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''),
                    TOKENIZERS_PARALLELISM='false', OMP_NUM_THREADS=str(self.s.threads))
-        run_logged(train_command(config, work, self.base_dir, opts), log, env,
+        run_logged(train_command(self.config, work, None, opts), log, env, tag=f'[{name}] ',
                    expect=os.path.join(work, 'last_checkpoint'), cwd=ROOT)
         with open(os.path.join(work, 'last_checkpoint')) as f:
             ckpt = f.read().strip()
-        paths = model_path_options(config, self.base_dir)
-        run_logged([sys.executable, '-m', 'xtuner.tools.model_converters.pth_to_hf', config,
-                    ckpt, self.path('train', 'hf'), '--cfg-options',
-                    *(f'{k}={v}' for k, v in paths.items())],
-                   self.path('train', 'convert.log'), env,
-                   expect=self.path('train', 'hf', 'config.json'), cwd=ROOT)
-        for name in os.listdir(work):  # the converted folder is what is kept
-            if name.endswith('.pth'):
-                os.remove(os.path.join(work, name))
+        paths = model_path_options(self.config, self.base_dir)
+        run_logged([sys.executable, '-m', 'xtuner.tools.model_converters.pth_to_hf',
+                    self.config, ckpt, os.path.join(d, 'hf'), '--safe-serialization',
+                    '--cfg-options', *(f'{k}={v}' for k, v in paths.items())],
+                   os.path.join(d, 'convert.log'), env,
+                   expect=os.path.join(d, 'hf', 'config.json'), cwd=ROOT)
+        for f in os.listdir(work):  # the converted folder is what is kept
+            if f.endswith('.pth'):
+                os.remove(os.path.join(work, f))
 
     def evaluate(self, name: str, engine: _Engine):
         s = self.s
-        test = self.path('questions', 'test.jsonl')
-        for tag, seeds in (('greedy', None), ('sampled', list(s.eval_seeds))):
-            d = self.path('eval', name, tag)
-            settings = EvalSettings(questions=test, out_dir=d, seeds=seeds,
-                                    temperature=s.temperature, top_k=s.top_k,
-                                    max_new_tokens=s.max_new_tokens, batch_size=s.concurrency,
-                                    progress=True)
-            model = self.base_dir if name == 'base' else self.path('train', 'hf')
-            self.stages.run(f'evaluate {name}, {tag}', d,
-                            {'model': folder_fingerprint(model), 'settings': [tag, seeds,
-                             s.max_new_tokens], 'code': self.code},
-                            lambda settings=settings: evaluate_anah(
-                                settings, engine.spec(), name, AnnotatorSpec('countries')),
-                            resumable=True)
+        for set_name, (annotator, _) in eval_sets(s).items():
+            questions = self.path('questions', f'{set_name}.jsonl')
+            for tag, seeds in (('greedy', None), ('sampled', list(s.eval_seeds))):
+                d = self.path('eval', name, set_name, tag)
+                settings = EvalSettings(questions=questions, out_dir=d, seeds=seeds,
+                                        temperature=s.temperature, top_k=s.top_k,
+                                        max_new_tokens=s.max_new_tokens,
+                                        batch_size=s.concurrency, progress=True)
+                self.stages.run(f'evaluate {name}, {set_name}, {tag}', d,
+                                {'model': folder_fingerprint(self.model_dir(name)),
+                                 'questions': file_hash(questions), 'annotator': annotator,
+                                 'settings': [tag, seeds, s.max_new_tokens], 'code': self.code},
+                                lambda settings=settings: evaluate_anah(
+                                    settings, engine.spec(), name, AnnotatorSpec(annotator)),
+                                resumable=True)
 
     # ------------------------------------------------------------------ report
     def report(self) -> dict:
         doc = build_report(self)
         write_report(doc, self.out)
         return doc
-
-
-def settings_from(**overrides) -> RealRunSettings:
-    fields = {f.name for f in dataclasses.fields(RealRunSettings)}
-    unknown = set(overrides) - fields
-    if unknown:
-        raise ValueError(f'unknown settings {sorted(unknown)}')
-    return RealRunSettings(**{k: v for k, v in overrides.items() if v is not None})
-

@@ -152,7 +152,7 @@ def child(args):
     policy, ref = llm_cfg(os.path.join(tmp, 'policy')), llm_cfg(os.path.join(tmp, 'ref'))
     cached = args.child in 'cd'
     if args.child == 'a':
-        class CpuDPO(DPO):  # the only change: XTuner's CPU crash (see tests/test_model.py)
+        class CpuDPO(DPO):  # the only change: XTuner's CPU crash (see tests/model/test_model.py)
             _prepare_for_flash_attn = staticmethod(_prepare_attn_cpu_safe)
         model = CpuDPO(policy, ref_llm=ref, use_activation_checkpointing=False)
     else:

@@ -51,7 +51,7 @@ def vllm_command(model: str, port: int, host: str = '127.0.0.1', python: Optiona
     engine dies ("CPU Generator does not use offset") as soon as a *seeded* request's prompt is
     split across steps (``_bookkeeping_sync`` rewinds a CPU generator), which a burst of 64
     seeded requests does at once; every later request then fails. Off, prompts are never
-    split (greedy answers still equal the transformers backend's: tests/test_vllm.py)."""
+    split (greedy answers still equal the transformers backend's: tests/generation/test_vllm.py)."""
     python = python or vllm_python()
     if python is None:
         raise RuntimeError('no vLLM python: pass python= or set MASKDPO_VLLM_PYTHON to the '

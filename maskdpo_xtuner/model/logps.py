@@ -16,7 +16,7 @@ a time; a hand-written backward rebuilds the softmax chunk by chunk. Two entry p
 
 ``lm_logps(llm, data, labels)`` runs a causal LM (Hugging Face, or peft around one) the second
 way: its decoder without the head, then ``head_logps``. Values and gradients equal
-``log_softmax(-1).gather(...)`` (tests/test_logps.py, in float64).
+``log_softmax(-1).gather(...)`` (tests/model/test_logps.py, in float64).
 """
 from typing import Optional
 

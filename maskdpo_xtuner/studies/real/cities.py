@@ -127,3 +127,194 @@ def questions(limit: Optional[int] = None) -> List[dict]:
                               'lat': v['lat'], 'lon': v['lon']},
                     'document': document(v)})
     return out
+
+
+# ------------------------------------------------------------------------------- the judge
+_IN_COUNTRY = re.compile(r'\b(in|of|within|located in|situated in|part of)\s+(?:the\s+)?'
+                         r'(?:(?:north|south|east|west|central)\w*\s+)?(?:part of\s+)?$')
+_NOT_IN = re.compile(r'\b(border\w*|near|from|with|than|between|to|and|neighbou?r\w*)\W*$')
+_METRO = re.compile(r'\b(metro\w*|urban area|agglomeration|greater|conurbation|region|'
+                    r'province|prefecture|district|state|county)\b')
+_ORDINAL = {'': 1, 'second': 2, 'third': 3, 'fourth': 4, 'fifth': 5, '2nd': 2, '3rd': 3}
+_RANK = re.compile(r'\b(?:(second|third|fourth|fifth|2nd|3rd)[- ])?(largest|biggest|most '
+                   r'populous|most populated) (?:city|cities|urban)')
+_NEGATION = re.compile(r"\b(not|isn't|no longer|never|neither|nor)\b")
+
+
+def _rank(city: dict) -> int:
+    """The city's rank by population in its country, among the cities that are not within
+    25 km of a bigger one (GeoNames lists boroughs and districts, Brooklyn and Queens, as
+    cities of their own)."""
+    own = sorted((v for v in geodata.cities().values() if v['country'] == city['country']
+                  and v['population'] >= 100_000), key=lambda v: -v['population'])
+    kept = []
+    for v in own:
+        if v['id'] == city['id'] or not any(
+                geodata.distance_km((v['lat'], v['lon']), (w['lat'], w['lon'])) < 25
+                for w in kept):
+            kept.append(v)
+        if v['id'] == city['id']:
+            return len(kept)
+    return len(kept) + 1
+
+
+def resolve(name: str, country: str):
+    """The city a (folded) name means: the most populous of that name in ``country``, else
+    the most populous of that name anywhere; None for an unknown name."""
+    cands = [geodata.cities()[i] for i in geodata.city_names().get(name, [])]
+    same = [v for v in cands if v['country'] == country]
+    pool = same or cands
+    return max(pool, key=lambda v: v['population']) if pool else None
+
+
+def read(sentence: str, city_id: str):
+    """(claims, leftover) of ``sentence`` about the city ``city_id`` (the table of the
+    module docstring); the same verdict values as countries.read."""
+    from maskdpo_xtuner.studies.real import countries as C
+    from maskdpo_xtuner.studies.real.claims import (check_figure, directions, judge_direction,
+                                                    leftover_claim)
+    city = geodata.cities()[city_id]
+    code, every, ids = city['country'], geodata.countries(), geodata.city_names()
+    own_names = set(city['names'])
+    r = C.Reading(sentence)
+    out, used = [], []
+    own_spans = [s for n, s in r.cities if n in own_names]
+    used += own_spans
+    others = [(n, s) for n, s in r.cities if n not in own_names]
+    # country: "<city> is a city in <country>"
+    for k, (a, b) in r.countries:
+        before = r.low[max(0, a - 30):a]
+        if _IN_COUNTRY.search(before) and not _NOT_IN.search(before[-12:]):
+            out.append({'attribute': 'country', 'said': every[k]['name'],
+                        'true': every[code]['name'], 'correct': k == code})
+            used.append((a, b))
+    # continent (and its compass qualifier) as for the city's country
+    C._continent_claims(r, code, out, used)
+    # population: each figure, the city's (or a named country's, or a named city's)
+    metro = _METRO.search(r.low) is not None
+    if C._POPULATION.search(r.low):
+        named = [every[k]['population'] for k, _ in r.countries] + \
+            [geodata.cities()[i]['population'] for n, _ in others for i in ids.get(n, [])]
+        for f in r.figures:
+            if f['unit'] or f['year'] or not (f['scaled'] or f['value'] >= 10_000):
+                continue
+            right = check_figure(f, city['population'], C.POPULATION_TOLERANCE) or any(
+                check_figure(f, p, C.POPULATION_TOLERANCE) for p in named)
+            out.append({'attribute': 'population', 'said': f['value'], 'bound': f['bound'],
+                        'true': city['population'],
+                        'correct': True if right else None if metro else False})
+            used.append(f['span'])
+        if any(x['attribute'] == 'population' for x in out):
+            used += [m.span() for m in C._POPULATION.finditer(r.low)]
+    # capital: of another city (as the country judge reads it) or of this one
+    for m in C._CAPITAL.finditer(r.low):
+        near = C._nearest([(n, s) for n, s in r.cities], m.start(), 45)
+        after = r.low[m.end():m.end() + 40]
+        of_country = re.match(r'\s*of\s+(?:the\s+)?([a-z][a-z .\'-]+)', after)
+        target = None
+        if of_country:
+            target = next((k for k, s in r.countries if s[0] == m.end() + of_country.start(1)),
+                          None)
+            if target is None and not re.match(r'\s*of\s+(?:the\s+)?(country|nation)', after):
+                out.append({'attribute': 'capital', 'said': 'capital of a region',
+                            'true': 'not checked', 'correct': None})
+                used.append(m.span())
+                continue
+        subject_is_city = near is None or near[1] in own_names
+        if not subject_is_city:
+            c = every[target or code]
+            right = c['capital_id'] in ids.get(near[1], [])
+            out.append({'attribute': 'capital', 'said': near[1], 'of': c['name'],
+                        'true': c['capital'], 'correct': right})
+            used += [near[2], m.span()]
+            continue
+        negated = _NEGATION.search(r.low[max(0, m.start() - 30):m.start()]) is not None
+        is_capital = every[target or code]['capital_id'] == city_id
+        out.append({'attribute': 'capital', 'said': f'{"not " if negated else ""}capital',
+                    'true': 'capital' if is_capital else 'not the capital',
+                    'correct': is_capital != negated})
+        used.append(m.span())
+    # rank by population in its country
+    for m in _RANK.finditer(r.low):
+        if re.search(r'one of (?:the )?$', r.low[max(0, m.start() - 12):m.start()]):
+            out.append({'attribute': 'rank', 'said': 'one of the largest', 'true': _rank(city),
+                        'correct': None})
+        else:
+            said = _ORDINAL[(m.group(1) or '').lower()]
+            target = C._nearest([(n, s) for n, s in r.cities], m.end(), 60)
+            subject = city if target is None or target[1] in own_names else None
+            if subject is None:
+                continue
+            out.append({'attribute': 'rank', 'said': said, 'true': _rank(city),
+                        'correct': _rank(city) == said})
+        used.append(m.span())
+    # directions and distances to the country and to other cities
+    pos = (city['lat'], city['lon'])
+    places = [(('country', k), s) for k, s in r.countries] + \
+        [(('city', n), s) for n, s in others]
+    for d in directions(sentence, places):
+        kind, key = d['place']
+        if kind == 'country':
+            ref = every[key]['position'] if key == code else None
+        else:
+            other = resolve(key, code)
+            ref = (other['lat'], other['lon']) if other else None
+        if ref is None:
+            continue
+        b = geodata.bearing(ref, pos) if d['relation'] == 'of' else geodata.bearing(pos, ref)
+        out.append({'attribute': 'direction', 'said': f'{key} {d["relation"]} {d["degrees"]:g}',
+                    'true': round(b), 'correct': judge_direction(d['degrees'], b)})
+        used += [x.span() for x in re.finditer(r'\b(north|south|east|west)\w*|\bof\b|\bthe\b|'
+                                               r'\bpart\b|\bregion\b|\bin\b', r.low)]
+    for f in r.figures:
+        if f['unit'] != 'km':
+            continue
+        near = C._nearest(others, f['span'][1], 40)
+        other = resolve(near[1], code) if near else None
+        if other is None:
+            continue
+        true = geodata.distance_km(pos, (other['lat'], other['lon']))
+        out.append({'attribute': 'distance', 'said': round(f['value']), 'to': near[1],
+                    'true': round(true), 'correct': check_figure(f, true, 0.25)})
+        used += [f['span'], near[2]]
+    # US states
+    region = region_name(city)
+    if region:
+        states = {geodata.fold(v['name']): v['name']
+                  for v in geodata._geonames().get_us_states().values()}
+        from maskdpo_xtuner.studies.real.claims import mentions
+        for n, s in mentions(sentence, states, list(r.taken)):
+            out.append({'attribute': 'region', 'said': states[n], 'true': region,
+                        'correct': states[n] == region})
+            used.append(s)
+    ignore = list(own_names) + [geodata.fold(city['name'])]
+    return out, leftover_claim(sentence, used, ignore=ignore)
+
+
+class CityJudge:
+    """Exact sentence labels for answers about real cities (question records from
+    :func:`questions`: the judge reads their ``city``, a GeoNames id)."""
+
+    name = 'cities'
+    needs_document = False
+
+    def describe(self) -> dict:
+        from maskdpo_xtuner.studies.real.countries import describe_judge
+        return describe_judge(self.name)
+
+    def annotate(self, tasks):
+        from maskdpo_xtuner.annotate.base import SentenceLabel
+        from maskdpo_xtuner.studies.real.countries import label_of
+        every = geodata.cities()
+        out = []
+        for task in tasks:
+            cid = str((task.meta.get('record') or {}).get('city'))
+            if cid not in every:
+                raise ValueError(f'question {task.meta.get("id")!r}: the city judge needs a '
+                                 '"city" field naming a GeoNames city id '
+                                 f'(maskdpo_xtuner.studies.real.cities.questions), got {cid!r}')
+            found, leftover = read(task.sentence, cid)
+            reference = '; '.join(f'{x["attribute"]}: {x["true"]}' for x in found)
+            out.append(SentenceLabel(label=label_of(found, leftover), reference=reference,
+                                     trace={'claims': found, 'unchecked': leftover}))
+        return out

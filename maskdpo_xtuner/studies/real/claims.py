@@ -151,7 +151,8 @@ def judge_direction(claimed: float, true: float) -> Optional[bool]:
 
 def directions(text: str, places: List[Tuple[str, Span]]) -> List[dict]:
     """Compass claims of ``text`` about ``places`` (name, span), each ``{place, degrees,
-    relation}``: 'of' for "<dir> of P" (the subject lies <dir> of P), 'to' for "P to the
+    relation}``: 'of' for "<dir> of P" and "<dir>ern P" (the subject lies <dir> of P, or in
+    P's <dir>), 'to' for "P to the
     <dir>" / "to the <dir> is P" / "<dir>ern neighbour P" (P lies <dir> of the subject)."""
     low = fold(text)
     out = []
@@ -162,6 +163,11 @@ def directions(text: str, places: List[Tuple[str, Span]]) -> List[dict]:
             nxt = [p for p in places if p[1][0] >= m.end() and p[1][0] - m.end() <= 8]
             if nxt:
                 out.append({'place': nxt[0][0], 'degrees': deg, 'relation': 'of'})
+            continue
+        nxt = [p for p in places if 0 < p[1][0] - m.end() <= 2
+               and not low[m.end():p[1][0]].strip()]
+        if nxt:  # "southwestern China": the subject lies in that part of the place
+            out.append({'place': nxt[0][0], 'degrees': deg, 'relation': 'of'})
             continue
         # the nearest place in the same clause (no ',', ';' or ' and ' between them)
         best = None

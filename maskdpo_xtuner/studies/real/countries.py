@@ -229,6 +229,10 @@ class Reading:
     def __init__(self, sentence: str):
         self.text, self.low, self.taken = sentence, fold(sentence), []
         self.other = mentions(sentence, OTHER_NAMES, self.taken)
+        for m in _FEATURE.finditer(sentence):  # Lake Michigan, Gulf of Guinea: not places
+            if not any(a < m.end() and m.start() < b for a, b in self.taken):
+                self.other.append((fold(m.group(0)), m.span()))
+                self.taken.append(m.span())
         names = geodata.country_names()
         cities = geodata.city_names()
         found = mentions(sentence, set(names) | set(cities) | set(CONTINENTS), self.taken)
@@ -259,6 +263,8 @@ def _nearest(spans, pos: int, limit: int = 45):
     return best
 
 
+_FEATURE = re.compile(r"\b(?:Lake|Mount|Mt\.?|Gulf of|Bay of|Sea of|Strait of|Cape|Port|"
+                      r"River|Isla|Lago|Rio)\s+(?:the\s+)?[A-Z][\w'-]*(?:\s+[A-Z][\w'-]*)?")
 _NAME = re.compile(r"[A-Z][\w'-]*(?: [A-Z][\w'-]*){0,2}")
 
 

@@ -58,12 +58,28 @@ class AnnotatorSpec:
 
 
 def annotator_info(annotator, judge=None) -> dict:
-    """What annotates: the spec's settings and the judge's fingerprint, or an object's class."""
+    """What annotates, as run records and comparisons need it: the spec's settings, the
+    judge's fingerprint (its weights' content hash, or a served model's name), its decoding,
+    the *content* hash of its prompt templates, and an exact judge's own description (its
+    data and code hash, ``describe()``); or, for an object, its class and the same."""
     if isinstance(annotator, AnnotatorSpec):
-        return {**asdict(annotator), 'judge': fingerprint(judge)}
-    return {'name': getattr(annotator, 'name', None),
+        cls = resolve_annotator(annotator.name)
+        accepted = inspect.signature(cls).parameters
+        info = {**asdict(annotator), 'judge': fingerprint(judge)}
+        if 'templates' in accepted:
+            from maskdpo_xtuner.annotate import load_templates
+            info['templates_sha256'] = content_hash(load_templates(annotator.templates))
+        if 'params' in accepted:
+            info['decoding'] = SamplingParams.greedy(annotator.max_new_tokens).to_dict()
+        if 'backend' not in accepted and callable(getattr(cls, 'describe', None)):
+            info['exact'] = cls().describe()
+        return info
+    info = {'name': getattr(annotator, 'name', None),
             'object': f'{type(annotator).__module__}.{type(annotator).__qualname__}',
             'judge': fingerprint(getattr(annotator, 'backend', None))}
+    if callable(getattr(annotator, 'describe', None)):
+        info['exact'] = annotator.describe()
+    return info
 
 
 def annotate_chunk(annotator, records: List[dict], documents: Dict, save_trace=False):

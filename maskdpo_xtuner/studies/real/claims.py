@@ -159,8 +159,11 @@ def directions(text: str, places: List[Tuple[str, Span]]) -> List[dict]:
     for m in DIRECTION.finditer(low):
         deg = direction_degrees(m.group(0))
         after = low[m.end():m.end() + 4]
-        if after.startswith(' of') or after.startswith('-of'):
-            nxt = [p for p in places if p[1][0] >= m.end() and p[1][0] - m.end() <= 8]
+        part = re.match(r' (?:coast|part|region|side|border|edge|tip|corner|shore|end)s? of ',
+                        low[m.end():m.end() + 16])
+        if after.startswith(' of') or after.startswith('-of') or part:
+            start = m.end() + (part.end() if part else 0)
+            nxt = [p for p in places if p[1][0] >= start and p[1][0] - start <= 8]
             if nxt:
                 out.append({'place': nxt[0][0], 'degrees': deg, 'relation': 'of'})
             continue
@@ -195,8 +198,8 @@ FACT_WORDS = re.compile(
     r'export|import|industr(?:y|ies|ial)|oil|gas|mining|agricultur(?:e|al)|tourism|'
     r'largest|smallest|biggest|highest|longest|oldest|second|third|member|headquarters|'
     r'university|airport|port|harbou?r|stadium|cathedral|mosque|temple|museum|unesco|'
-    r'heritage|district|province|state|prefecture|region|county|municipality|metropolitan|'
-    r'known as|named|called|formerly|ethnic|tribe|'
+    r'heritage|district|province|prefecture|county|municipality|metropolitan|'
+    r'formerly|ethnic|tribe|'
     r'majority|minority|census|elevation|altitude)\b', re.IGNORECASE)
 # capitalised words that are no claim on their own
 _COMMON = {'it', 'its', 'the', 'this', 'these', 'there', 'they', 'their', 'in', 'with', 'as',

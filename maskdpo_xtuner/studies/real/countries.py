@@ -141,6 +141,15 @@ _BORDER = re.compile(r'\b(border\w*|neighbou?r\w*|between|adjacent|surrounded|sh
                      r'(?:a )?(?:land )?(?:borders?|boundar\w+))\b')
 _CAPITAL = re.compile(r'\bcapital(?: city)?\b')
 _LARGEST = re.compile(r'\b(largest|biggest|most populous|most populated) city\b')
+_COUNTS = {'one': 1, 'two': 2, 'three': 3, 'four': 4, 'five': 5, 'six': 6, 'seven': 7,
+           'eight': 8, 'nine': 9, 'ten': 10, 'eleven': 11, 'twelve': 12, 'fourteen': 14}
+_ORDINALS = {'': 1, 'second': 2, 'third': 3, 'fourth': 4, 'fifth': 5, 'sixth': 6,
+             'seventh': 7, 'eighth': 8, 'ninth': 9, 'tenth': 10}
+_SUPERLATIVE = re.compile(
+    r"\b(?:the )?(?:(\d+)(?:st|nd|rd|th)[- ]|(second|third|fourth|fifth|sixth|seventh|eighth|"
+    r"ninth|tenth)[- ])?(largest|biggest|most populous|most populated|smallest|least populous)"
+    r"(?: sovereign| independent)? (?:country|nation|state)s?\b(?: (?:in|of|on) (?:the )?"
+    r"(?:continent of )?([a-z -]+?))?(?=[,.;]| by | and | with |$| in terms)")
 _IS_CONTINENT = re.compile(r'\b(?:is|as) (?:a|the) (?:\w+ ){0,2}continent\b')
 
 
@@ -274,11 +283,23 @@ def _unknown_names(r: Reading):
     for m in _NAME.finditer(r.text):
         if any(a < m.end() and m.start() < b for a, b in r.taken):
             continue
-        if fold(m.group(0)) in ('the', 'it', 'its', 'capital', 'city', 'a', 'and', 'currency',
-                                'population', 'is', 'this', 'located'):
+        if fold(m.group(0)).split()[0] in ('the', 'it', 'its', 'capital', 'city', 'a', 'and',
+                                           'currency', 'population', 'is', 'this', 'located',
+                                           'his', 'her', 'their', 'an', 'in', 'of'):
             continue
         out.append((fold(m.group(0)), m.span()))
     return out
+
+
+def _names_the_capital(low: str, m, span) -> bool:
+    """An unknown name is said to be the capital only in "capital (city) (of X) is|: NAME"
+    or "NAME is the/its capital" (not any capitalised word nearby: "Its Economy")."""
+    if span[0] >= m.end():
+        return re.fullmatch(r"(?: city)?(?: of [a-z' -]+?)?(?:,? (?:is|was|remains)"
+                            r"(?: called| known as| named)?(?: the city of)?|:| -|,) ",
+                            low[m.end():span[0]]) is not None
+    return re.fullmatch(r" (?:is|was|serves as|,) (?:the|its)(?: \w+)? ",
+                        low[span[1]:m.start()]) is not None
 
 
 def _capital_claims(r: Reading, code: str, out: list, used: list):
@@ -297,7 +318,8 @@ def _capital_claims(r: Reading, code: str, out: list, used: list):
         cands = [((n, 'city'), s) for n, s in r.cities]
         cands += [((fold(countries[k]['name']), 'country'), s) for k, s in r.countries
                   if fold(countries[k]['name']) in own]  # Singapore, Kuwait, Djibouti
-        cands += [((n, 'unknown'), s) for n, s in _unknown_names(r)]
+        cands += [((n, 'unknown'), s) for n, s in _unknown_names(r)
+                  if _names_the_capital(r.low, m, s)]
         gap_ok = [(v, s) for v, s in cands
                   if not re.search(r'[;.]', r.low[min(s[1], m.end()):max(s[0], m.start())])]
         hit = _nearest(gap_ok, m.start() if any(s[1] <= m.start() for _, s in gap_ok)
@@ -387,6 +409,12 @@ def _currency_claims(r: Reading, code: str, out: list, used: list):
         if m.group(0) in codes:
             said.append(m.group(0))
             used.append(m.span())
+    if not said and cue:  # "Currency: Zhene", "its currency is the Dinaro": an unknown name
+        m = re.search(r"(?i:currency)(?: is| was|:)(?: called| known as)?(?: the)? "
+                      r"([A-Z][\w'-]+)", r.text)
+        if m and fold(m.group(1)) not in ('it', 'its', 'a', 'an', 'not', 'also', 'one'):
+            said.append(fold(m.group(1)))
+            used.append(m.span(1))
     if said:
         own = _currency_words(c) | {c['currency_code']}
         out.append({'attribute': 'currency', 'said': sorted(set(said)), 'true': c['currency'],
@@ -448,8 +476,17 @@ def _neighbour_claims(r: Reading, code: str, out: list, used: list):
                         'correct': all(k in nb and k != subject for k in said)})
             used += [x.span() for x in _BORDER.finditer(r.low)] + \
                 [s for k, s in before if k == subject]
+    n = re.search(r'\b(?:border(?:ed|s)? (?:by|with)|neighbou?rs?|shares? borders? with) '
+                  r'(\w+) (?:other |neighbou?ring |different )?countries\b', r.low)
+    if n and (n.group(1) in _COUNTS or n.group(1).isdigit()):
+        said = _COUNTS.get(n.group(1)) or int(n.group(1))
+        true = len(countries[code]['neighbour_codes'])
+        out.append({'attribute': 'neighbour count', 'said': said, 'true': true,
+                    'correct': said == true})
+        used.append(n.span())
     subject_pos = countries[code]['position']
     for d in directions(r.text, [(k, s) for k, s in r.countries if k != code]):
+        used += [s for k, s in r.countries if k == d['place']]
         other = countries[d['place']]['position']
         if not (subject_pos and other):
             continue
@@ -479,6 +516,44 @@ def _language_claims(r: Reading, code: str, out: list, used: list):
                                            r'speak\w*|widely|also|tongue)\b', r.low)]
 
 
+def _superlative_claims(r: Reading, code: str, out: list, used: list):
+    """"the largest country in Africa", "the 11th largest in the world", "the most populous
+    nation in West Africa": the country's rank by area or population among the countries of
+    that continent (a compass qualifier keeps those on its side) or of the world."""
+    every = {k: c for k, c in geodata.countries().items() if not c['defunct']}
+    for m in _SUPERLATIVE.finditer(r.low):
+        rank = int(m.group(1)) if m.group(1) else _ORDINALS[m.group(2) or '']
+        kind, where = m.group(3), (m.group(4) or 'world').strip()
+        key = 'population' if 'popul' in kind else 'area_km2'
+        small = kind.startswith(('smallest', 'least'))
+        q = re.fullmatch(r'(?:(north|south|east|west|central)\w*[- ])?(.+)', where)
+        if where in CONTINENTS:
+            q = re.fullmatch(r'()(.+)', where)
+        region = q.group(2)
+        if region in ('world', 'planet', 'globe'):
+            pool = list(every.values())
+        elif region in CONTINENTS:
+            conts = CONTINENTS[region]
+            pool = [c for c in every.values() if set(c['continents']) & conts]
+            if q.group(1) and q.group(1) != 'central':
+                from maskdpo_xtuner.studies.real.claims import direction_degrees
+                centre = _continent_centres().get(sorted(conts)[0])
+                pool = [c for c in pool if c['position'] and centre and judge_direction(
+                    direction_degrees(q.group(1)), geodata.bearing(centre, c['position']))]
+            elif q.group(1):
+                continue
+        else:
+            continue
+        order = sorted(pool, key=lambda c: c[key], reverse=not small)
+        codes = [c['code'] for c in order]
+        if code not in codes:
+            continue
+        true = codes.index(code) + 1
+        out.append({'attribute': f'rank by {key}', 'said': f'{rank} {kind} in {where}',
+                    'true': true, 'correct': true == rank})
+        used.append(m.span())
+
+
 def read(sentence: str, code: str) -> Tuple[List[dict], Optional[str]]:
     """(claims, leftover): the claims of ``sentence`` about country ``code`` with their
     verdicts (``correct`` True, False, or None when the data cannot decide), and what the
@@ -486,10 +561,14 @@ def read(sentence: str, code: str) -> Tuple[List[dict], Optional[str]]:
     r = Reading(sentence)
     out, used = [], []
     for step in (_capital_claims, _largest_claims, _continent_claims, _currency_claims,
-                 _figure_claims, _neighbour_claims, _language_claims):
+                 _figure_claims, _neighbour_claims, _language_claims, _superlative_claims):
         step(r, code, out, used)
     own = [n for n, k in geodata.country_names().items() if k == code]
     used += [s for k, s in r.countries if k == code]
+    name = fold(geodata.countries()[code]['name'])
+    stem = name[:max(4, len(name) - 2)]
+    used += [m.span() for m in re.finditer(r"[A-Z][\w'’]*", sentence)  # Indonesian, Poland's
+             if fold(m.group(0)).startswith(stem)]
     return out, leftover_claim(sentence, used, ignore=own)
 
 

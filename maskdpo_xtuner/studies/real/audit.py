@@ -29,6 +29,8 @@ from maskdpo_xtuner.io.jsonl import read_jsonl
 TRUTHS = ('hallucinated', 'ok', 'nofact')
 JUDGE_LABELS = ('contradictory', 'unverifiable', 'ok', 'nofact')
 ENTITY_FIELD = {'countries': 'country', 'cities': 'city'}
+JUDGES = {'countries': 'maskdpo_xtuner.studies.real.countries:CountryJudge',
+          'cities': 'maskdpo_xtuner.studies.real.cities:CityJudge'}
 
 
 def draw(answer_files: Dict[str, str], n: int, seed: int = 0) -> List[dict]:
@@ -56,7 +58,7 @@ def judge_labels(items: List[dict], judge: str) -> List[str]:
     tasks = [SentenceTask(question='', sentence=x['sentence'],
                           meta={'id': x['question'], 'record': {field: x[field]}})
              for x in items]
-    return [lab.label for lab in load_annotator(judge).annotate(tasks)]
+    return [lab.label for lab in load_annotator(JUDGES[judge]).annotate(tasks)]
 
 
 def _pr(pred: List[bool], true: List[bool]) -> dict:

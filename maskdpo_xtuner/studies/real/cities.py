@@ -181,10 +181,14 @@ def read(sentence: str, city_id: str):
     own_spans = [s for n, s in r.cities if n in own_names]
     used += own_spans
     others = [(n, s) for n, s in r.cities if n not in own_names]
-    # country: "<city> is a city in <country>"
+    # the city's name written shorter ("Zhu Cheng" for Zhu Cheng City) is the city
+    short = geodata.fold(re.sub(r'\s+(?:City|Shi|-si)$', '', city['name']))
+    used += [m.span() for m in re.finditer(re.escape(short), r.low)]
+    # country: "<city> is a city in <country>", "located in East Asia, <country>"
     for k, (a, b) in r.countries:
         before = r.low[max(0, a - 30):a]
-        if _IN_COUNTRY.search(before) and not _NOT_IN.search(before[-12:]):
+        listed = re.search(r'\b(?:in|located|situated)\b[^.;]{0,25}, $', before)
+        if (_IN_COUNTRY.search(before) or listed) and not _NOT_IN.search(before[-12:]):
             out.append({'attribute': 'country', 'said': every[k]['name'],
                         'true': every[code]['name'], 'correct': k == code})
             used.append((a, b))
@@ -228,6 +232,10 @@ def read(sentence: str, city_id: str):
                         'true': c['capital'], 'correct': right})
             used += [near[2], m.span()]
             continue
+        if not re.search(r'\b(?:is|as|was|becomes?|serves as|,)(?: not)?(?: the| a| its)?'
+                         r'(?: national| political| country\'s)? $',
+                         r.low[max(0, m.start() - 30):m.start()]):
+            continue  # "to determine its capital": no claim that it is one
         negated = _NEGATION.search(r.low[max(0, m.start() - 30):m.start()]) is not None
         is_capital = every[target or code]['capital_id'] == city_id
         out.append({'attribute': 'capital', 'said': f'{"not " if negated else ""}capital',

@@ -128,6 +128,8 @@ POINTS = {'north': 0, 'northeast': 45, 'east': 90, 'southeast': 135, 'south': 18
           'southwest': 225, 'west': 270, 'northwest': 315}
 _DIR = (r'(north|south)[- ]?(east|west)(?:ern)?|north(?:ern)?|south(?:ern)?|east(?:ern)?|'
         r'west(?:ern)?')
+_REGION_AFTER = re.compile(r'[- ]?(?:asia|africa|europe|america|pacific|atlantic|indies|'
+                           r'hemisphere|coast\b(?! of))')
 DIRECTION = re.compile(r'(?<![a-z])(?:' + _DIR + r')(?![a-z])')
 
 
@@ -157,6 +159,8 @@ def directions(text: str, places: List[Tuple[str, Span]]) -> List[dict]:
     low = fold(text)
     out = []
     for m in DIRECTION.finditer(low):
+        if _REGION_AFTER.match(low, m.end()):
+            continue  # "East Asia", "West African": a region's name, not a direction
         deg = direction_degrees(m.group(0))
         after = low[m.end():m.end() + 4]
         part = re.match(r' (?:coast|part|region|side|border|edge|tip|corner|shore|end)s? of ',

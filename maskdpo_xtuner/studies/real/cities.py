@@ -170,7 +170,7 @@ def resolve(name: str, country: str):
 def read(sentence: str, city_id: str):
     """(claims, leftover) of ``sentence`` about the city ``city_id`` (the table of the
     module docstring); the same verdict values as countries.read."""
-    from maskdpo_xtuner.studies.real import countries as C
+    from maskdpo_xtuner.studies.real import country_claims as C
     from maskdpo_xtuner.studies.real.claims import (check_figure, directions, judge_direction,
                                                     leftover_claim)
     city = geodata.cities()[city_id]
@@ -312,7 +312,7 @@ class CityJudge:
 
     def annotate(self, tasks):
         from maskdpo_xtuner.annotate.base import SentenceLabel
-        from maskdpo_xtuner.studies.real.countries import label_of
+        from maskdpo_xtuner.studies.real.country_claims import label_of
         every = geodata.cities()
         out = []
         for task in tasks:

@@ -22,6 +22,7 @@ import sys
 
 from maskdpo_xtuner.evaluation.factscore import aggregate as factscore_aggregate
 from maskdpo_xtuner.io.jsonl import read_jsonl, write_jsonl
+from maskdpo_xtuner.io.manifest import content_hash
 from maskdpo_xtuner.pipeline import EvalSettings, evaluate_anah
 from maskdpo_xtuner.studies.world.oracle import WorldOracle
 from maskdpo_xtuner.studies.world.world import KINDS, OPENER, World
@@ -70,8 +71,15 @@ def factscore_fixture(annotated_path: str, out_dir: str, gamma: float) -> None:
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, 'factscore.json'), 'w', encoding='utf-8') as f:
         json.dump({'metrics': factscore_aggregate(details, gamma),
-                   'config': {'judge_model': 'world oracle (fixture)',
-                              'knowledge': 'world reference documents'}}, f, indent=1)
+                   'config': {'judge': {'name': 'world oracle (fixture)', 'kind': 'exact'},
+                              'knowledge': {'path': 'world reference documents',
+                                            'sha256': content_hash(sorted(
+                                                d['topic'] for d in details))},
+                              'extract_prompt': {'file': 'none: one sentence = one fact',
+                                                 'sha256': content_hash('one sentence')},
+                              'verify_prompt': {'file': 'none: the oracle label',
+                                                'sha256': content_hash('oracle')}}}, f,
+                  indent=1)
 
 
 def main(argv=None) -> str:

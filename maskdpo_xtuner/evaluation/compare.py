@@ -4,10 +4,12 @@ are comparable. tools/report.py is the command line.
 
 * **Sameness.** Before any number is compared, every run of every model must share the
   question set (ids and a digest of question + document), the decoding settings (seed aside),
-  the system prompt and the judge (annotator, judge model, templates); FActScore runs the
-  topic keys, judge, prompts, knowledge source, retrieval and gamma. A difference raises
-  :class:`NotComparable` naming the run and the field, unless the caller allows it (then it is
-  listed under the table).
+  the system prompt and the judge (:func:`judge_key`: annotator, templates by content hash,
+  decoding, judge model by weights hash or served name, an exact judge's data and code);
+  FActScore runs the topic keys, judge (backend, model, decoding), the prompts and the
+  knowledge source by content hash, retrieval and gamma. A difference raises
+  :class:`NotComparable` naming the run, the field and both values, unless the caller allows
+  it (then it is listed under the table). A field a run did not record is a difference.
 * **Pooling over seeds.** A model's runs (seeds) are pooled question by question: sentence
   counts are summed, FActScore per-response scores are all kept. The score of a model is the
   pooled ratio; the spread over seeds is shown apart as mean ± std of the per-run scores.
@@ -27,9 +29,14 @@ from maskdpo_xtuner.evaluation.metrics import (LABELS, aggregate, interval_cell,
                                                summary_cells, SUMMARY_HEADER)
 
 ANAH_FIELDS = ('questions', 'decoding', 'system_prompt', 'judge')
-FACTSCORE_FIELDS = ('judge_backend', 'judge_model', 'extract_prompt', 'verify_prompt',
-                    'knowledge', 'passage_words', 'retriever', 'retrieve_k', 'prompt',
-                    'decoding', 'gamma')
+FACTSCORE_FIELDS = ('judge', 'extract_prompt', 'verify_prompt', 'knowledge', 'passage_words',
+                    'retriever', 'retrieve_k', 'prompt', 'decoding', 'gamma')
+# what of a recorded judge must be equal: which annotator, its templates' and prompts'
+# content, its decoding and answer constraint, the judge model (a weights hash, or a served
+# name) and an exact judge's data and code; not its batch size, endpoints or URL
+JUDGE_KEYS = ('name', 'object', 'templates_sha256', 'decoding', 'constrain', 'parsing',
+              'exact', 'backend', 'model')
+MODEL_KEYS = ('backend', 'kind', 'name', 'sha256')
 
 
 class NotComparable(ValueError):
@@ -50,6 +57,18 @@ def judge_from_eval_config(metrics_path: str):
     return {k: cfg.get(k) for k in ('annotator', 'judge_model', 'templates', 'annotate_args')}
 
 
+def judge_key(judge):
+    """The part of a recorded judge (:data:`JUDGE_KEYS`) a comparison holds equal; a record
+    of an older form is compared whole."""
+    if not isinstance(judge, dict) or not any(k in judge for k in ('name', 'object')):
+        return judge
+    out = {k: judge[k] for k in JUDGE_KEYS if k in judge}
+    model = judge.get('judge', judge.get('fingerprint'))
+    if isinstance(model, dict):
+        out['model_fingerprint'] = {k: model[k] for k in MODEL_KEYS if k in model}
+    return out
+
+
 def anah_fields(run: dict, where: str) -> dict:
     prov = run.get('provenance')
     if prov is None:
@@ -58,27 +77,44 @@ def anah_fields(run: dict, where: str) -> dict:
     out = {k: prov.get(k) for k in ANAH_FIELDS}
     out['questions'] = dict(out['questions'] or {},
                             ids=sorted(map(str, run['per_question']['ids'])))
+    out['judge'] = judge_key(out['judge'])
     return out
+
+
+def _flat(value, prefix: str) -> Dict[str, object]:
+    if isinstance(value, dict) and value:
+        out = {}
+        for k, v in value.items():
+            out.update(_flat(v, f'{prefix}.{k}'))
+        return out
+    return {prefix: value}
 
 
 def check_same(fields: Dict[str, dict], allow: bool = False) -> List[str]:
     """``fields``: {run label: {field: value}}. Every run must equal the first one; an unknown
-    (None) judge counts as a difference. Returns the differences when ``allow``, else raises
-    :class:`NotComparable` listing them."""
+    (None) judge, prompt or knowledge source counts as a difference. Each difference names
+    the field (``judge.templates_sha256``, ``knowledge.sha256``...) and both values. Returns
+    the differences when ``allow``, else raises :class:`NotComparable` listing them."""
     labels = list(fields)
     ref = fields[labels[0]]
     diffs = []
     for label in labels:
         for k, v in fields[label].items():
-            if k == 'judge' and v is None:
-                diffs.append(f'{label}: judge not recorded (no provenance.judge and no '
-                             'eval_config.json beside metrics.json)')
+            if k in ('judge', 'knowledge', 'extract_prompt', 'verify_prompt') and v is None:
+                diffs.append(f'{label}: {k} not recorded (written by an older version, or no '
+                             'provenance.judge and no eval_config.json beside metrics.json)')
             elif label != labels[0] and v != ref.get(k):
-                shown = (lambda x: 'ids differ' if k == 'questions' else repr(x))
-                diffs.append(f'{label}: {k} = {shown(v)}, but {labels[0]}: {k} = '
-                             f'{shown(ref.get(k))}')
+                if k == 'questions' and v.get('ids') != (ref.get(k) or {}).get('ids'):
+                    diffs.append(f'{label}: questions: ids differ from {labels[0]}\'s')
+                    continue
+                mine, theirs = _flat(v, k), _flat(ref.get(k), k)
+                for f in sorted(set(mine) | set(theirs)):
+                    if mine.get(f) != theirs.get(f):
+                        diffs.append(f'{label}: {f} = {mine.get(f)!r}, but {labels[0]}: {f} '
+                                     f'= {theirs.get(f)!r}')
     if diffs and not allow:
-        raise NotComparable('runs are not comparable:\n  ' + '\n  '.join(diffs))
+        raise NotComparable('runs are not comparable (tools/report.py --allow-mismatch shows '
+                            'them anyway, listing this):\n  ' + '\n  '.join(diffs))
     return diffs
 
 
@@ -124,7 +160,9 @@ def anah_report(models: Dict[str, List[dict]], baseline: str, n_boot: int = 1000
     pct = f'{100 * confidence:g}%'
     rows = [[m, *summary_cells(runs, aggregate(runs), n_boot, seed, confidence)]
             for m, runs in models.items()]
-    text = markdown_table(['Model', *SUMMARY_HEADER], rows)
+    first = SUMMARY_HEADER[0].replace('[95% CI]', f'[{pct} CI: percentile bootstrap over '
+                                      f'questions, {n_boot} resamples]')
+    text = markdown_table(['Model', first, *SUMMARY_HEADER[1:]], rows)
     counts = _aligned(models)
     n_q = len(counts[baseline])
     head = ['Model − ' + baseline, *(f'{name} [{pct} CI]' for name, _, _ in PAIRED_ANAH),
@@ -153,6 +191,9 @@ def factscore_fields(doc: dict, where: str) -> dict:
         raise NotComparable(f'{where}: no per_response scores (factscore.json written by an '
                             'older maskdpo_xtuner.evaluation.factscore): re-run the aggregation')
     out = {k: config.get(k) for k in FACTSCORE_FIELDS if k != 'gamma'}
+    out['judge'] = judge_key(out['judge'])
+    for k in ('knowledge', 'extract_prompt', 'verify_prompt'):  # by content, not by name
+        out[k] = out[k].get('sha256') if isinstance(out[k], dict) else None
     out.update(gamma=metrics.get('gamma'),
                keys=sorted(str(r['key']) for r in metrics['per_response']))
     return out
@@ -169,7 +210,8 @@ def _fs_parts(docs: List[dict], keys: Sequence[str]):
     return (np.array([total[k][0] for k in keys]), np.array([total[k][1] for k in keys]))
 
 
-FACTSCORE_HEADER = ("FActScore % [CI] (FActScore's: gamma {gamma:g}, n = all facts, no "
+FACTSCORE_HEADER = ("FActScore % [{pct} CI: percentile bootstrap over topics, {n_boot} "
+                    "resamples] (FActScore's: gamma {gamma:g}, n = all facts, no "
                     'abstention detection; pooled over runs)', 'FActScore ± std over runs',
                     'No penalty %', 'Abstentions left out %', 'Resp. ratio', 'Facts/resp.',
                     '# Cor.', '# Inc.', 'Unparsed verdicts', 'Judge errors', 'Runs')
@@ -205,7 +247,8 @@ def factscore_report(models: Dict[str, List[dict]], baseline: str, n_boot: int =
                      mean('response_ratio'), mean('facts_per_response'),
                      mean('correct_per_response'), mean('incorrect_per_response'),
                      mean('unparsed_facts', 1), mean('n_judge_errors', 1), str(len(docs))])
-    head = [FACTSCORE_HEADER[0].format(gamma=gamma), *FACTSCORE_HEADER[1:]]
+    head = [FACTSCORE_HEADER[0].format(gamma=gamma, pct=pct, n_boot=n_boot),
+            *FACTSCORE_HEADER[1:]]
     text = markdown_table(['Model', *head], rows)
     prow = []
     for m in models:

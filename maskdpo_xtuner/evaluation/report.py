@@ -47,7 +47,13 @@ def load_factscore(specs):
     return models, fields
 
 
-def plot(models: dict, path: str, title: str, n_boot: int, seed: int, confidence: float):
+def figure(models: dict, title: str, n_boot: int, seed: int, confidence: float):
+    """The bar chart of the ANAH runs (a matplotlib Figure): the paper's score with its
+    bootstrap interval, and correct / incorrect sentences per response. Titles are wrapped
+    and the figure is at least 9 inches wide, so with one or two models they do not run
+    into each other."""
+    import textwrap
+
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -55,7 +61,7 @@ def plot(models: dict, path: str, title: str, n_boot: int, seed: int, confidence
 
     names = list(models)
     x = np.arange(len(names))
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(4 + 1.6 * len(names), 4))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(max(9.0, 4 + 1.6 * len(names)), 4.6))
     vals, errs = [], [[], []]
     for n in names:
         _, counts = pooled_counts(models[n])
@@ -67,18 +73,27 @@ def plot(models: dict, path: str, title: str, n_boot: int, seed: int, confidence
         errs[1].append(0.0 if hi is None else 100 * hi - v)
     bars = ax1.bar(x, vals, yerr=np.array(errs), capsize=5, color='tab:blue')
     ax1.bar_label(bars, fmt='%.1f', label_type='center', color='white')
-    ax1.set(xticks=x, xticklabels=names, ylabel="ANAH score (%, paper's)", ylim=(0, 100),
-            title=f'Score (error bar: {100 * confidence:g}% CI over questions)')
+    wrap = (lambda t: '\n'.join(textwrap.wrap(t, 34)))  # noqa: E731
+    ax1.set(xticks=x, xticklabels=names, ylabel="ANAH score (%, paper's)", ylim=(0, 100))
+    ax1.set_title(wrap(f'Score (error bars: {100 * confidence:g}% percentile bootstrap over '
+                       'questions)'), fontsize=10)
     w = 0.38
     for off, key, color, label in ((-w / 2, 'correct_per_response', 'tab:green', 'correct'),
                                    (w / 2, 'incorrect_per_response', 'tab:red', 'incorrect')):
         aggs = [aggregate(models[n], (key,))[key] for n in names]
         ax2.bar(x + off, [a['mean'] or 0.0 for a in aggs], w,
                 yerr=[a['std'] or 0.0 for a in aggs], capsize=4, color=color, label=label)
-    ax2.set(xticks=x, xticklabels=names, ylabel='sentences per response',
-            title='Sentences per response (± std over runs)')
+    ax2.set(xticks=x, xticklabels=names, ylabel='sentences per response')
+    ax2.set_title(wrap('Sentences per response (error bars: ± std over runs)'), fontsize=10)
     ax2.legend()
     fig.suptitle(title)
     fig.tight_layout()
+    return fig
+
+
+def plot(models: dict, path: str, title: str, n_boot: int, seed: int, confidence: float):
+    """Write :func:`figure` to ``path`` (PNG)."""
+    import matplotlib.pyplot as plt
+    fig = figure(models, title, n_boot, seed, confidence)
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -80,8 +80,30 @@ def finish_reason(completion) -> Optional[str]:
 
 class Backend(Protocol):
     """``generate(conversations, params, n)`` returns, for each conversation, ``n`` completions
-    of the assistant turn (the text without the end-of-turn token, as :class:`Completion`)."""
+    of the assistant turn (the text without the end-of-turn token, as :class:`Completion`).
+
+    A backend may also offer ``choose(conversations, choices, max_new_tokens)``: for each
+    conversation, the one string of ``choices`` the model answers, so that a judge's verdict
+    always parses. The OpenAI backend constrains the server's decoding (vLLM:
+    ``structured_outputs: {"choice": [...]}``; LMDeploy: ``response_format`` with a regular
+    expression, :func:`choice_regex`), the LMDeploy pipeline the same way, and the
+    transformers backend ranks the choices by their log-probability as whole answers."""
 
     def generate(self, conversations: List[List[dict]], params: SamplingParams,
                  n: int = 1, seeds: Optional[Sequence[int]] = None) -> List[List[str]]:
         ...
+
+
+def choice_regex(choices: Sequence[str]) -> str:
+    """A regular expression matching exactly one of ``choices``."""
+    import re
+    return '(' + '|'.join(re.escape(c) for c in choices) + ')'
+
+
+def check_choice(answer: str, choices: Sequence[str], where: str) -> str:
+    """``answer`` if it is one of ``choices``; else a RuntimeError: the engine did not apply
+    the constraint (vLLM silently ignores the old ``guided_choice`` field, for one)."""
+    if answer not in choices:
+        raise RuntimeError(f'{where}: the constrained answer {answer[:80]!r} is none of '
+                           f'{list(choices)}: the engine ignored the constraint')
+    return answer

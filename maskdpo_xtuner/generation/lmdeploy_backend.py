@@ -10,7 +10,8 @@ The calling script needs an ``if __name__ == '__main__':`` guard (LMDeploy spawn
 import dataclasses
 from typing import List, Optional
 
-from maskdpo_xtuner.generation.base import Completion, SamplingParams, copy_seeds
+from maskdpo_xtuner.generation.base import (Completion, SamplingParams, check_choice,
+                                             choice_regex, copy_seeds)
 
 
 def build_generation_config(params: SamplingParams):
@@ -97,6 +98,16 @@ class LMDeployBackend:
                                        f'{o.text[:300]!r}')
                 texts.append(Completion(o.text, reason))
         return [texts[i * n:(i + 1) * n] for i in range(len(conversations))]
+
+    def choose(self, conversations: List[List[dict]], choices: List[str],
+               max_new_tokens: int = 32) -> List[str]:
+        """Greedy answers constrained to ``choices`` by LMDeploy's ``response_format``
+        (a regular expression; generation/base.py)."""
+        config = dataclasses.replace(build_generation_config(
+            SamplingParams.greedy(max_new_tokens)), response_format={
+                'type': 'regex_schema', 'regex_schema': choice_regex(choices)})
+        outs = self.pipe.batch_infer(conversations, gen_config=[config] * len(conversations))
+        return [check_choice(o.text, choices, 'LMDeploy pipeline') for o in outs]
 
     def close(self):
         self.pipe.close()

@@ -22,7 +22,8 @@ from typing import List, Optional
 
 import requests
 
-from maskdpo_xtuner.generation.base import Completion, SamplingParams, copy_seeds
+from maskdpo_xtuner.generation.base import (Completion, SamplingParams, check_choice,
+                                             choice_regex, copy_seeds)
 
 RETRY_STATUS = {408, 429}  # besides every 5xx: the server is busy or restarting
 
@@ -165,6 +166,34 @@ class OpenAIBackend:
                     f'{endpoint}/v1/chat/completions failed after {failures} attempts over '
                     f'{now - first_failure:.0f} s (retry deadline {self.retry_deadline} s); '
                     f'last error: {error}; endpoints that failed: {sorted(errors)}')
+
+    def choose(self, conversations: List[List[dict]], choices: List[str],
+               max_new_tokens: int = 32) -> List[str]:
+        """Greedy answers constrained to ``choices`` (generation/base.py): vLLM's
+        ``structured_outputs.choice`` (``self.structured = 'vllm'``, the default) or
+        LMDeploy's ``response_format`` regex (``'lmdeploy'``); an answer outside the choices
+        raises, so a server that ignores the field is noticed."""
+        params = SamplingParams.greedy(max_new_tokens)
+        bodies = []
+        for conv in conversations:
+            body = self.request_body(conv, params, None)
+            if getattr(self, 'structured', 'vllm') == 'lmdeploy':
+                body['response_format'] = {'type': 'regex_schema',
+                                           'regex_schema': choice_regex(choices)}
+            else:
+                body['structured_outputs'] = {'choice': list(choices)}
+            bodies.append(body)
+        abort = threading.Event()
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            futures = [pool.submit(self._complete, b, abort,
+                                   self.endpoints[next(self._turn) % len(self.endpoints)])
+                       for b in bodies]
+            try:
+                texts = [f.result() for f in futures]
+            except BaseException:
+                abort.set()
+                raise
+        return [check_choice(str(t), choices, self.endpoints[0]) for t in texts]
 
     def generate(self, conversations: List[List[dict]], params: SamplingParams,
                  n: int = 1, seeds=None) -> List[List[str]]:

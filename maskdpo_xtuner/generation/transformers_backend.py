@@ -102,6 +102,38 @@ class TransformersBackend:
                                                        add_generation_prompt=True))
                 for c in conversations], int(limit)
 
+    def choose(self, conversations: List[List[dict]], choices: List[str],
+               max_new_tokens: int = 32) -> List[str]:
+        """For each conversation, the choice whose whole answer (its tokens, then the end of
+        the turn) has the highest log-probability under the model (generation/base.py)."""
+        import torch
+        eos = self.eos_token_ids[0]
+        rows = []  # (conversation, prompt ids, answer ids)
+        for i, conv in enumerate(conversations):
+            prompt = self.tokenizer.apply_chat_template(conv, tokenize=True,
+                                                        add_generation_prompt=True)
+            for c in choices:
+                answer = self.tokenizer(c, add_special_tokens=False)['input_ids'] + [eos]
+                rows.append((i, list(prompt), answer))
+        scores = []
+        pad = self.tokenizer.pad_token_id
+        for start in range(0, len(rows), self.batch_size):
+            part = rows[start:start + self.batch_size]
+            seqs = [p + a for _, p, a in part]
+            width = max(map(len, seqs))
+            ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs])
+            mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs])
+            with torch.no_grad():
+                logits = self.model(input_ids=ids.to(self.device),
+                                    attention_mask=mask.to(self.device)).logits.float()
+            logp = torch.log_softmax(logits, -1).cpu()
+            for k, (_, p, a) in enumerate(part):
+                pos = torch.arange(len(p) - 1, len(p) + len(a) - 1)
+                scores.append(float(logp[k, pos, torch.tensor(a)].sum()))
+        n = len(choices)
+        return [choices[max(range(n), key=lambda j: scores[i * n + j])]
+                for i in range(len(conversations))]
+
     def generate(self, conversations: List[List[dict]], params: SamplingParams,
                  n: int = 1, seeds: Optional[Sequence[int]] = None) -> List[List[str]]:
         """For each conversation (a list of ``{'role', 'content'}``), ``n`` completions of the

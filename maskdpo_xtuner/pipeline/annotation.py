@@ -37,6 +37,8 @@ class AnnotatorSpec:
     templates: str = 'auto'          # en | zh | auto (per question language) | PATH
     batch_size: Optional[int] = None  # conversations per generate call (None: a whole step)
     max_new_tokens: int = 512
+    parsing: str = 'official'        # free-form answers: ANAH-v2's official rules | tolerant
+    constrain: bool = False          # verdicts constrained to the keywords (backend.choose)
 
     def needs_backend(self) -> bool:
         return 'backend' in inspect.signature(resolve_annotator(self.name)).parameters
@@ -47,7 +49,8 @@ class AnnotatorSpec:
         cls = resolve_annotator(self.name)
         accepted = inspect.signature(cls).parameters
         kwargs = {'templates': self.templates, 'batch_size': self.batch_size,
-                  'params': SamplingParams.greedy(max_new_tokens=self.max_new_tokens)}
+                  'params': SamplingParams.greedy(max_new_tokens=self.max_new_tokens),
+                  'parsing': self.parsing, 'constrain': self.constrain}
         kwargs = {k: v for k, v in kwargs.items() if k in accepted}
         if 'backend' in accepted:
             if backend is None:
@@ -58,12 +61,28 @@ class AnnotatorSpec:
 
 
 def annotator_info(annotator, judge=None) -> dict:
-    """What annotates: the spec's settings and the judge's fingerprint, or an object's class."""
+    """What annotates, as run records and comparisons need it: the spec's settings, the
+    judge's fingerprint (its weights' content hash, or a served model's name), its decoding,
+    the *content* hash of its prompt templates, and an exact judge's own description (its
+    data and code hash, ``describe()``); or, for an object, its class and the same."""
     if isinstance(annotator, AnnotatorSpec):
-        return {**asdict(annotator), 'judge': fingerprint(judge)}
-    return {'name': getattr(annotator, 'name', None),
+        cls = resolve_annotator(annotator.name)
+        accepted = inspect.signature(cls).parameters
+        info = {**asdict(annotator), 'judge': fingerprint(judge)}
+        if 'templates' in accepted:
+            from maskdpo_xtuner.annotate import load_templates
+            info['templates_sha256'] = content_hash(load_templates(annotator.templates))
+        if 'params' in accepted:
+            info['decoding'] = SamplingParams.greedy(annotator.max_new_tokens).to_dict()
+        if 'backend' not in accepted and callable(getattr(cls, 'describe', None)):
+            info['exact'] = cls().describe()
+        return info
+    info = {'name': getattr(annotator, 'name', None),
             'object': f'{type(annotator).__module__}.{type(annotator).__qualname__}',
             'judge': fingerprint(getattr(annotator, 'backend', None))}
+    if callable(getattr(annotator, 'describe', None)):
+        info['exact'] = annotator.describe()
+    return info
 
 
 def annotate_chunk(annotator, records: List[dict], documents: Dict, save_trace=False):
@@ -189,6 +208,12 @@ def add_annotator_args(p: argparse.ArgumentParser):
     g.add_argument('--templates', default='auto',
                    help='en | zh | auto (per question language) | PATH to a JSON template set')
     g.add_argument('--judge-max-new-tokens', type=int, default=512)
+    g.add_argument('--judge-parsing', choices=('official', 'tolerant'), default='official',
+                   help="free-form judge answers: ANAH-v2's official rules (default) or the "
+                        'tolerant keyword match (maskdpo_xtuner/annotate/anah.py)')
+    g.add_argument('--judge-constrain', action='store_true',
+                   help="constrain the judge's verdicts to the keywords (vLLM structured "
+                        'outputs, LMDeploy regex, transformers log-prob ranking)')
     g.add_argument('--annotate-batch-size', type=int, default=None,
                    help='max conversations per judge call (default: all of a step)')
     g.add_argument('--documents', help='JSONL of {"id", "document"} (else each line\'s own)')
@@ -201,7 +226,8 @@ def add_annotator_args(p: argparse.ArgumentParser):
 def annotator_spec(args) -> AnnotatorSpec:
     return AnnotatorSpec(name=args.annotator, templates=args.templates,
                          batch_size=args.annotate_batch_size,
-                         max_new_tokens=args.judge_max_new_tokens)
+                         max_new_tokens=args.judge_max_new_tokens,
+                         parsing=args.judge_parsing, constrain=args.judge_constrain)
 
 
 def judge_spec(args):

@@ -23,8 +23,8 @@ from contextlib import closing
 from dataclasses import dataclass
 from typing import List, Optional
 
-from maskdpo_xtuner.evaluation.factscore import (BIO_PROMPT, EXTRACT_PROMPT, VERIFY_PROMPT,
-                                                 FactScorer, KnowledgeSource, aggregate, fill,
+from maskdpo_xtuner.evaluation.factscore import (BIO_PROMPT, DEFAULT_GAMMA, EXTRACT_PROMPT,
+                                                 VERIFY_PROMPT, FactScorer, KnowledgeSource, aggregate, fill,
                                                  load_prompt, render_markdown)
 from maskdpo_xtuner.generation.base import SamplingParams
 from maskdpo_xtuner.io.jsonl import ResumableJsonlWriter, read_jsonl
@@ -44,7 +44,8 @@ class FactScoreSettings:
     verify_prompt: str = VERIFY_PROMPT
     retrieve_k: int = 5                 # passages per fact
     passage_words: int = 256
-    gamma: float = 0.0                  # length penalty exp(1 - gamma/n) for n < gamma facts
+    gamma: float = DEFAULT_GAMMA        # length penalty exp(1 - gamma/n) for n < gamma facts
+    #                                     (FActScore's 10, as the CLI; 0 turns it off)
     skip_missing_topics: bool = False
     chunk: int = 64                     # responses per round (one extraction, one verification)
     progress: bool = True
@@ -175,11 +176,20 @@ def evaluate_factscore(s: FactScoreSettings, judge: BackendLike, judge_name: Opt
     wanted = {it['key'] for it in items}
     details = [d for d in read_jsonl(details_path) if d['key'] in wanted]
     metrics = dict(aggregate(details, s.gamma), n_no_knowledge=len(missing))
-    config = {'knowledge': s.knowledge, 'passage_words': s.passage_words,
+    extract, verify = load_prompt(s.extract_prompt), load_prompt(s.verify_prompt)
+    config = {'knowledge': {'path': s.knowledge, 'sha256': job['inputs']['knowledge']},
+              'passage_words': s.passage_words,
               'retriever': 'bm25s (lowercase, English stop words)',
-              'retrieve_k': s.retrieve_k, 'judge': _name(judge, judge_name),
-              'extract_prompt': os.path.basename(s.extract_prompt),
-              'verify_prompt': os.path.basename(s.verify_prompt)}
+              'retrieve_k': s.retrieve_k,
+              'judge': dict(_name(judge, judge_name), fingerprint=fingerprint(judge),
+                            decoding={'extract': SamplingParams.greedy(
+                                extract.get('max_new_tokens', 512)).to_dict(),
+                                'verify': SamplingParams.greedy(
+                                    verify.get('max_new_tokens', 32)).to_dict()}),
+              'extract_prompt': {'file': os.path.basename(s.extract_prompt),
+                                 'sha256': content_hash(extract)},
+              'verify_prompt': {'file': os.path.basename(s.verify_prompt),
+                                'sha256': content_hash(verify)}}
     if entities:
         config.update(model=model_name, policy=_name(policy, model_name),
                       prompt=s.prompt_template,

@@ -9,6 +9,7 @@ from maskdpo_xtuner.annotate import (AnahV2Annotator, SentenceTask, is_hallucina
                                      load_annotator, load_templates, pooled_score, response_score,
                                      response_stats)
 from maskdpo_xtuner.annotate.anah import match_answer
+from maskdpo_xtuner.generation.base import SamplingParams
 from maskdpo_xtuner.io.jsonl import read_jsonl
 from conftest import load_script
 
@@ -73,9 +74,12 @@ def test_each_step_outcome(lang, keys, marker):
     assert all(marker in conv[1]['content'] for conv in backend.calls[0])
     assert all(conv[0]['role'] == 'system' for conv in backend.calls[0])
     # the raw answers of every step that ran are kept
-    assert labels[2].trace == dict(zip(('fact_check', 'reference', 'judge'),
-                                       outcome_script(keys)['S-ok']))
-    assert list(labels[0].trace) == ['fact_check']
+    steps = ('fact_check', 'reference', 'judge')
+    assert {k: v for k, v in labels[2].trace.items() if k in steps} == dict(zip(
+        steps, outcome_script(keys)['S-ok']))
+    assert [k for k in labels[0].trace if k in steps] == ['fact_check']
+    assert labels[2].trace['parsing'] == 'official'
+    assert labels[2].trace['other_parsing'] == {'parsing': 'tolerant', 'label': 'ok'}
 
 
 def test_per_sentence_language_in_one_batch():
@@ -94,11 +98,73 @@ def test_per_sentence_language_in_one_batch():
     ((EN['facts'], 'p', 'Hallucination'), 'judge'),
 ])
 def test_unparsed_at_each_step(answers, step):
-    lab, = AnahV2Annotator(FakeBackend({'S': answers})).annotate([task('S')])
+    # the tolerant rule (the official one reads each of these otherwise: below)
+    lab, = AnahV2Annotator(FakeBackend({'S': answers}), parsing='tolerant').annotate([task('S')])
     assert lab.label == 'unparsed' and lab.trace['unparsed_at'] == step
-    assert list(lab.trace)[:-1] == ['fact_check', 'reference', 'judge'][:len(answers)]
-    assert list(lab.trace.values())[:-1] == list(answers)
+    steps = [k for k in lab.trace if k in ('fact_check', 'reference', 'judge')]
+    assert steps == ['fact_check', 'reference', 'judge'][:len(answers)]
+    assert [lab.trace[k] for k in steps] == list(answers)
     assert is_hallucinated_label(lab.label) is None
+
+
+# issue 23, point 3: hand-made judge answers where ANAH-v2's official parsing (eval.py: exact
+# '<No Facts>' at step 1, then substring tests on the answer without spaces, ok before
+# contradictory before unverifiable) and the tolerant keyword match disagree, and some where
+# they agree. (answers of steps 1-3, official label, tolerant label)
+PARSING_CASES = [
+    (('I think so', 'p', '<No Hallucination>'), 'ok', 'unparsed'),
+    (('<Facts Present> <No Facts>', 'p', '<Contradictory>'), 'contradictory', 'unparsed'),
+    (('no facts', 'p', '<No Hallucination>'), 'ok', 'nofact'),  # official: not '<No Facts>'
+    (('<No Facts>',), 'nofact', 'nofact'),
+    ((EN['facts'], 'p', 'not contradictory'), 'contradictory', 'unparsed'),
+    ((EN['facts'], 'p', 'Hallucination'), 'unparsed', 'unparsed'),
+    ((EN['facts'], 'p', 'No hallucination, nothing contradictory'), 'ok', 'ok'),
+    ((EN['facts'], 'p', 'It is unverifiable or contradictory'), 'contradictory', 'unparsed'),
+    ((EN['facts'], 'There is no reference information here.', '<No Hallucination>'),
+     'unverifiable', 'ok'),
+    ((EN['facts'], 'p', '[Contradictory] the year is wrong'), 'contradictory', 'contradictory'),
+    ((EN['facts'], 'p', 'The sentence is unverifiable.'), 'unverifiable', 'unparsed'),
+]
+
+
+@pytest.mark.parametrize('answers,official,tolerant', PARSING_CASES)
+def test_official_parsing_is_the_default_and_the_other_is_kept(answers, official, tolerant):
+    lab, = AnahV2Annotator(FakeBackend({'S': answers})).annotate([task('S')])
+    assert lab.label == official and lab.trace['parsing'] == 'official'
+    other = lab.trace['other_parsing']
+    assert other['parsing'] == 'tolerant'
+    # the tolerant label from the same raw answers, or None where it needs a step not taken
+    assert other['label'] == tolerant or (other['label'] is None and len(
+        [k for k in lab.trace if k in ('fact_check', 'reference', 'judge')]) < len(answers))
+    lab2, = AnahV2Annotator(FakeBackend({'S': answers}), parsing='tolerant').annotate([task('S')])
+    assert lab2.label == tolerant
+    assert lab2.trace['other_parsing']['label'] in (official, None)
+    assert sum(o != t for _, o, t in PARSING_CASES) == 7   # the issue's 7 of 11
+
+
+class ChoosingBackend(FakeBackend):
+    """A backend with choose(): the first choice that its script's answer contains."""
+
+    def __init__(self, rules):
+        super().__init__(rules)
+        self.chosen = []
+
+    def choose(self, conversations, choices, max_new_tokens=32):
+        free = [a[0] for a in self.generate(conversations, SamplingParams.greedy())]
+        self.chosen.append(choices)
+        return [next((c for c in choices if c.strip('<>').lower() in a.lower()), choices[-1])
+                for a in free]
+
+
+def test_constrained_verdicts_always_parse():
+    backend = ChoosingBackend({'S1': ('Facts present, I think', 'point', 'contradictory'),
+                               'S2': ('nothing here: no facts', 'x', 'y')})
+    labels = AnahV2Annotator(backend, constrain=True).annotate([task('S1'), task('S2')])
+    assert [x.label for x in labels] == ['contradictory', 'nofact']
+    assert backend.chosen[0] == ['<Facts Present>', '<No Facts>']
+    assert backend.chosen[-1] == ['<No Hallucination>', '<Contradictory>', '<Unverifiable>']
+    with pytest.raises(ValueError, match='choose'):
+        AnahV2Annotator(FakeBackend({}), constrain=True)
 
 
 @pytest.mark.parametrize('answer,expected', [
@@ -163,14 +229,15 @@ def test_templates_bundled_and_custom(tmp_path):
     path = tmp_path / 't.json'
     path.write_text(json.dumps(custom))
     backend = FakeBackend({'S1': ('yes', 'pts', 'false'), 'S2': ('No.',)})
-    labels = AnahV2Annotator(backend, templates=str(path)).annotate(
+    labels = AnahV2Annotator(backend, templates=str(path), parsing='tolerant').annotate(
         [task('S1', question='Q', document='D'), task('S2', 'zh')])
     assert [lab.label for lab in labels] == ['contradictory', 'nofact']
     conv = backend.calls[2][0]
     assert conv[0] == {'role': 'user', 'content': 'F Q|S1 {"json": 1}'}  # no system prompt
     assert conv[2]['content'] == 'R D' and conv[4]['content'] == 'J pts'
     # a bundled keyword means nothing to a custom set
-    lab, = AnahV2Annotator(FakeBackend({'S': (EN['nofact'],)}), str(path)).annotate([task('S')])
+    lab, = AnahV2Annotator(FakeBackend({'S': (EN['nofact'],)}), str(path),
+                           parsing='tolerant').annotate([task('S')])
     assert lab.label == 'unparsed'
     del custom['steps']['judge']['answers']['unverifiable']
     with pytest.raises(ValueError, match='judge.answers.unverifiable'):
@@ -269,10 +336,14 @@ def test_cli_end_to_end(cli_files, capsys):
 
 def test_cli_reports_unparsed(cli_files, capsys):
     inp, docs, out = cli_files
-    summary = run_cli(inp, docs, out, FakeBackend({}, ('gibberish',)), '--save-trace')
+    summary = run_cli(inp, docs, out, FakeBackend({}, ('gibberish',) * 3), '--save-trace')
     assert summary['labels']['unparsed'] == 7 and summary['pooled_score'] is None
+    # the official rules take anything but '<No Facts>' as facts present and any step-2
+    # answer as the reference: the sentence is unparsed at the last step
     assert read_jsonl(out)[0]['annotations'][0]['sentences'][0]['trace'] == {
-        'fact_check': 'gibberish', 'unparsed_at': 'fact_check'}
+        'fact_check': 'gibberish', 'reference': 'gibberish', 'judge': 'gibberish',
+        'unparsed_at': 'judge', 'parsing': 'official',
+        'other_parsing': {'parsing': 'tolerant', 'label': 'unparsed'}}
     assert 'WARNING: 7 unparsed' in capsys.readouterr().out
 
 

@@ -433,3 +433,44 @@ def test_cli_missing_topic_fails_early_or_is_skipped(tmp_path, knowledge_files):
                 judge)
     assert m['n_no_knowledge'] == 1 and m['n_responses'] == 1
     assert m['factscore_no_penalty'] == pytest.approx(75.0)
+
+
+def test_gamma_has_one_default():
+    # issue 23, point 6: the API said 0.0 while the docs and the CLI say FActScore's 10
+    from maskdpo_xtuner.evaluation.factscore import DEFAULT_GAMMA
+    from maskdpo_xtuner.pipeline.factscore_eval import FactScoreSettings
+    cli = eval_factscore.parse_args(['--knowledge', 'k', '--out-dir', 'o', '--entities', 'e',
+                                     '--judge-model', 'j'])
+    assert FactScoreSettings(knowledge='k', out_dir='o').gamma == cli.gamma == DEFAULT_GAMMA == 10
+
+
+def test_report_refuses_runs_by_another_judge_knowledge_or_prompt(tmp_path, knowledge_files):
+    # issue 23, point 4: report.py compared judge_backend/judge_model, which the pipeline never
+    # wrote, the knowledge source by path and the prompts by file name
+    from maskdpo_xtuner.evaluation.factscore import VERIFY_PROMPT
+    report = load_script('report').main
+    gens = str(tmp_path / 'gens.jsonl')
+    write_jsonl(gens, [{'id': 1, 'topic': 'Lina Moreau', 'response': RESPONSES['Lina Moreau']}])
+    verify = tmp_path / 'verify.json'
+    verify.write_text(open(VERIFY_PROMPT).read())
+    kb = knowledge_files['jsonl']
+    common = ['--generations', gens, '--verify-prompt', str(verify)]
+    a, _ = _run(tmp_path, kb, common + ['--judge-model', 'judge-a'], judge=FakeJudge(), name='a')
+    saved = json.load(open(os.path.join(a, 'factscore.json')))['config']
+    assert saved['judge']['model'] == 'judge-a' and saved['judge']['decoding']['verify']
+    assert saved['knowledge']['sha256'].startswith('sha256:')
+    b, _ = _run(tmp_path, kb, common + ['--judge-model', 'judge-b'], judge=FakeJudge(), name='b')
+    with pytest.raises(SystemExit, match="judge.model = 'judge-b', but A .*'judge-a'"):
+        report(['--factscore', f'A={a}', f'B={b}'])
+    verify.write_text(verify.read_text().replace('True or False?', 'True or False? '))
+    c, _ = _run(tmp_path, kb, common + ['--judge-model', 'judge-a'], judge=FakeJudge(), name='c')
+    with pytest.raises(SystemExit, match='verify_prompt = '):
+        report(['--factscore', f'A={a}', f'C={c}'])
+    verify.write_text(open(VERIFY_PROMPT).read())
+    with open(kb, 'a') as f:  # the same knowledge file, other content
+        f.write(json.dumps({'title': 'Lina Moreau', 'text': ['She also sang.']}) + '\n')
+    d, _ = _run(tmp_path, kb, common + ['--judge-model', 'judge-a'], judge=FakeJudge(), name='d')
+    with pytest.raises(SystemExit, match='knowledge = '):
+        report(['--factscore', f'A={a}', f'D={d}'])
+    text = report(['--factscore', f'A={a}', f'D={d}', '--allow-mismatch'])
+    assert 'knowledge' in text.split('Not comparable')[1]

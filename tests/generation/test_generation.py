@@ -331,3 +331,39 @@ def test_lmdeploy_generates_on_gpu(tiny_model):
         assert all(r[0] == r[1] for r in greedy)
     finally:
         backend.close()
+
+
+# ---------------------------------------------------------------- constrained choices
+
+def test_transformers_choose_ranks_whole_answers_by_log_probability(tiny_model, hf_backend):
+    # issue 23, point 2: the choice of highest log-probability (its tokens and the end of the
+    # turn), the same batched and padded as computed one sequence at a time in float64
+    choices = ['<Facts Present>', '<No Facts>', 'yes']
+    picked = hf_backend.choose(CONVS, choices)
+    model, tok = hf_backend.model, hf_backend.tokenizer
+    eos = hf_backend.eos_token_ids[0]
+    for conv, got in zip(CONVS, picked):
+        prompt = tok.apply_chat_template(conv, tokenize=True, add_generation_prompt=True)
+        scores = []
+        for c in choices:
+            answer = tok(c, add_special_tokens=False)['input_ids'] + [eos]
+            with torch.no_grad():
+                logits = model(input_ids=torch.tensor([prompt + answer])).logits.double()
+            logp = torch.log_softmax(logits[0], -1)
+            scores.append(sum(float(logp[len(prompt) - 1 + i, t]) for i, t in enumerate(answer)))
+        assert got == choices[max(range(len(choices)), key=scores.__getitem__)]
+
+
+def test_openai_choose_sends_the_constraint_and_notices_when_it_is_ignored(servers):
+    srv = servers('a')
+    backend = OpenAIBackend([srv.url], model='judge')
+    with pytest.raises(RuntimeError, match='ignored the constraint'):
+        backend.choose(CONVS[:1], ['<No Facts>', '<Facts Present>'])
+    body = srv.bodies[0][1]
+    assert body['structured_outputs'] == {'choice': ['<No Facts>', '<Facts Present>']}
+    assert body['top_k'] == 1 and 'guided_choice' not in body
+    backend.structured = 'lmdeploy'
+    with pytest.raises(RuntimeError):
+        backend.choose(CONVS[:1], ['A', 'B'])
+    assert srv.bodies[1][1]['response_format'] == {'type': 'regex_schema',
+                                                   'regex_schema': '(A|B)'}

@@ -238,7 +238,8 @@ def test_report_paired_difference_with_question_bootstrap(tmp_path):
     a, b = write_metrics(tmp_path / 'a', RECS_A), write_metrics(tmp_path / 'b', RECS_B)
     text = load_script('report').main(['--runs', f'B={b}', f'A={a}', '--n-boot', '1000'])
     lines = [ln for ln in text.splitlines() if ln.startswith('| ')]
-    assert lines[0].startswith("| Model | ANAH score % [95% CI] (paper's: 1 − inc./all")
+    assert lines[0].startswith("| Model | ANAH score % [95% CI: percentile bootstrap over "
+                               "questions, 1000 resamples] (paper's: 1 − inc./all")
     row_b, row_a = lines[1].split(' | '), lines[2].split(' | ')
     assert row_a[0] == '| A' and row_a[1] == '60.00 [50.00, 66.67]'
     assert row_a[7:12] == ['60.0', '20.0', '20.0', '0.0', '0.0']   # ok/contra/unverif/nofact/unp
@@ -274,19 +275,25 @@ def test_report_refuses_runs_that_differ(tmp_path):
         load_script('report').main(['--runs', f'A={a}', f'B={unknown}'])
     text = load_script('report').main(['--runs', f'A={a}', f'B={other_judge}',
                                      '--allow-mismatch'])
-    assert 'Not comparable' in text and "judge_model': 'gpt'" in text
+    assert 'Not comparable' in text and "judge.judge_model = 'gpt'" in text
+    assert "A/seed0" in text and "judge.judge_model = 'anah-v2'" in text  # both values
 
 
 def _fs(path, scores, gamma=0.0, judge='j'):
-    """A factscore.json from (supported, not supported) per topic key."""
+    """A factscore.json from (supported, not supported) per topic key, its config in the
+    form the pipeline writes (maskdpo_xtuner/pipeline/factscore_eval.py)."""
     from maskdpo_xtuner.evaluation.factscore import aggregate as fs_aggregate
     details = [{'key': k, 'topic': k, 'abstained': False, 'n_facts': s + u, 'n_supported': s,
                 'n_not_supported': u, 'n_unparsed': 0, 'sentences': []}
                for k, (s, u) in scores.items()]
     os.makedirs(path, exist_ok=True)
+    prompt = {'file': 'p.json', 'sha256': 'sha256:p'}
     with open(os.path.join(path, 'factscore.json'), 'w') as f:
         json.dump({'metrics': fs_aggregate(details, gamma),
-                   'config': {'judge_model': judge, 'knowledge': 'kb.jsonl'}}, f)
+                   'config': {'judge': {'backend': 'openai', 'model': judge,
+                                        'fingerprint': {'backend': 'openai', 'name': judge}},
+                              'knowledge': {'path': 'kb.jsonl', 'sha256': 'sha256:k'},
+                              'extract_prompt': prompt, 'verify_prompt': prompt}}, f)
     return str(path)
 
 
@@ -299,6 +306,8 @@ def test_report_factscore_interval_seeds_and_paired_difference(tmp_path):
     text = load_script('report').main(['--factscore', f'B={b}', f'A={a0},{a1}'])
     lines = [ln for ln in text.splitlines() if ln.startswith('| ')]
     assert "FActScore's: gamma 0" in lines[0]
+    # issue 23, point 7: the interval says its level and what is resampled
+    assert '[95% CI: percentile bootstrap over topics, 1000 resamples]' in lines[0]
     row_a = lines[2].split(' | ')
     assert row_a[0] == '| A' and row_a[1] == '50.00 [25.00, 75.00]'
     assert row_a[2] == '50.00 ± 35.36' and row_a[-1] == '2 |'
@@ -306,7 +315,7 @@ def test_report_factscore_interval_seeds_and_paired_difference(tmp_path):
     assert paired[0] == '| A' and paired[1] == '+37.50 [0.00, 75.00]'
     assert 0.2 < float(paired[2]) < 0.3                       # P(Δ ≤ 0) = P(t1, t1) = 1/4
     other = _fs(tmp_path / 'o', {'t0': (0, 1), 't1': (1, 3)}, judge='other')
-    with pytest.raises(SystemExit, match='judge_model'):
+    with pytest.raises(SystemExit, match="judge.model = 'j', but B.*judge.model = 'other'"):
         load_script('report').main(['--factscore', f'B={other}', f'A={a0}'])
 
 
@@ -339,3 +348,42 @@ def test_example_report_of_the_docs_runs(tmp_path):
     text = load_script('eval_report_example').main(['--out-dir', str(tmp_path), '--n-topics', '8'])
     assert '| concise | +' in text and '## FActScore' in text
     assert (tmp_path / 'report.md').read_text() == text
+
+
+@pytest.mark.parametrize('n_models', [1, 2])
+def test_plot_titles_do_not_overlap(tmp_path, n_models):
+    # issue 23, point 7: with one or two models the two panel titles ran into each other
+    import matplotlib.pyplot as plt
+    from maskdpo_xtuner.evaluation.report import figure
+    models = {f'm{i}': json.load(open(write_metrics(tmp_path / f'm{i}', RECS_A) +
+                                      '/metrics.json'))['runs'] for i in range(n_models)}
+    fig = figure(models, 'A title', 100, 0, 0.95)
+    renderer = fig.canvas.get_renderer()
+    t1, t2 = (ax.title.get_window_extent(renderer) for ax in fig.axes[:2])
+    page = fig.bbox
+    assert t1.x1 < t2.x0, (t1, t2)                                  # side by side, apart
+    assert page.x0 <= t1.x0 and t2.x1 <= page.x1                    # inside the figure
+    assert '95% percentile bootstrap over questions' in fig.axes[0].get_title().replace('\n', ' ')
+    plt.close(fig)
+
+
+class NoFactsJudge:
+    """A chat backend that answers every ANAH-v2 fact-check prompt with '<No Facts>'."""
+
+    def generate(self, conversations, params, n=1, seeds=None):
+        return [['<No Facts>'] for _ in conversations]
+
+
+def test_report_refuses_edited_templates_under_the_same_name(tmp_path):
+    # issue 23, point 4: the judge's templates are compared by content, not by file name
+    from maskdpo_xtuner.annotate.anah import PROMPT_DIR
+    tpl = tmp_path / 'templates.json'
+    tpl.write_text(open(os.path.join(PROMPT_DIR, 'anah_v2_style_en.json')).read())
+    args = ['--annotator', 'anah', '--templates', str(tpl), '--judge-model', 'j']
+    run_eval(tmp_path, tmp_path / 'a', args, judge=NoFactsJudge())
+    tpl.write_text(tpl.read_text().replace('meticulous', 'careless'))
+    run_eval(tmp_path, tmp_path / 'b', args, judge=NoFactsJudge())
+    with pytest.raises(SystemExit, match=r"judge\.templates_sha256 = 'sha256:.*', but "):
+        load_script('report').main(['--runs', f'A={tmp_path / "a"}', f'B={tmp_path / "b"}'])
+    run_eval(tmp_path, tmp_path / 'c', args, judge=NoFactsJudge())  # same content: comparable
+    load_script('report').main(['--runs', f'B={tmp_path / "b"}', f'C={tmp_path / "c"}'])

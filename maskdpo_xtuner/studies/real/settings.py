@@ -9,7 +9,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
-from maskdpo_xtuner.studies.real import countries
+from maskdpo_xtuner.studies.real import cities, countries
 
 ARMS = {'dpo': 'none', 'maskdpo': 'both', 'chosen': 'chosen', 'rejected': 'rejected'}
 MAIN_ARMS = ('dpo', 'maskdpo')
@@ -88,10 +88,13 @@ def model_names(s: RealRunSettings):
 
 
 def eval_sets(s: RealRunSettings) -> dict:
-    """name -> (annotator, question records) of every evaluation set."""
+    """name -> (annotator, question records) of every evaluation set: the countries not trained
+    on, in ``question_forms`` forms (in domain); real cities, another kind of entity and
+    question never trained on (out of domain, the analogue of the paper's biographies)."""
     held_out = countries.questions('val') + countries.questions('test')
     held_out = held_out[:s.held_out_countries]
     in_domain = [dict(q, id=f'{q["id"]}-f{f}', form=f,
                       question=QUESTION_FORMS[f].format(name=q['facts']['name']))
                  for q in held_out for f in range(s.question_forms)]
-    return {'in-domain': ('countries', in_domain)}
+    return {'in-domain': ('countries', in_domain),
+            'out-of-domain': ('cities', cities.questions(limit=s.ood_questions))}

@@ -34,8 +34,13 @@ def test_settings_presets_arms_and_refusals():
 def test_held_out_questions_never_ask_about_a_train_country():
     s = settings_from()
     train = {q['country'] for q in countries.questions('train')}
-    (annotator, qs), = eval_sets(s).values()
+    sets = eval_sets(s)
+    assert list(sets) == ['in-domain', 'out-of-domain']
+    annotator, qs = sets['in-domain']
     assert annotator == 'countries'
+    ood_annotator, ood = sets['out-of-domain']
+    assert ood_annotator == 'cities' and len(ood) > 300  # another kind of entity, every city
+    assert len(eval_sets(settings_from(ood_questions=7))['out-of-domain'][1]) == 7
     assert not train & {q['country'] for q in qs}
     assert len({q['id'] for q in qs}) == len(qs)
     held_out = len(countries.split('val')) + len(countries.split('test'))

@@ -37,7 +37,8 @@ from maskdpo_xtuner.studies.real.settings import ABLATIONS, eval_sets, model_nam
 # seconds per unit of work, measured on this project's 2-core machine (docs/real_model.md);
 # the report sets each stage's measured time beside the estimate they give
 RATES = {'server_start': 50.0, 'sample_answer': 0.92, 'anah_country': 88.0,
-         'reference_pair': 0.6, 'train_pair': 2.5, 'eval_answer': 0.75}
+         'model_load': 60.0, 'reference_pair': 0.6, 'train_pair': 2.5, 'train_fixed': 150.0,
+         'eval_answer': 0.75}
 EPOCHS = 3
 HALLUCINATED = ('contradictory', 'unverifiable')
 
@@ -51,8 +52,8 @@ def estimate(s) -> dict:
     trainings = len(model_names(s)) - 1
     st = {'sample': RATES['server_start'] + s.train_questions * s.k * RATES['sample_answer'],
           'anah': s.anah_questions * RATES['anah_country'],
-          'reference': pairs * RATES['reference_pair'],
-          'train': trainings * pairs * EPOCHS * RATES['train_pair'],
+          'reference': RATES['model_load'] + pairs * RATES['reference_pair'],
+          'train': trainings * (RATES['train_fixed'] + pairs * EPOCHS * RATES['train_pair']),
           'eval': (trainings + 1) * (RATES['server_start'] + answers * RATES['eval_answer'])}
     return {'stages': st, 'total': sum(st.values()), 'sets': list(sets),
             'basis': f'{trainings} x {pairs} pairs x {EPOCHS} epochs, {answers} answers per '

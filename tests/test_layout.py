@@ -35,7 +35,7 @@ LAYERS = [
     ['annotate'],
     ['pairs', 'dataset', 'evaluation'],
     ['model'],
-    ['train'],
+    ['train', 'configs'],
     ['pipeline'],
     ['view'],
     ['studies'],

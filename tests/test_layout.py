@@ -38,6 +38,7 @@ LAYERS = [
     ['train', 'configs'],
     ['pipeline'],
     ['view'],
+    ['cli'],
     ['studies'],
 ]
 RANK = {part: i for i, layer in enumerate(LAYERS) for part in layer}

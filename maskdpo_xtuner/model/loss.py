@@ -32,10 +32,10 @@ This module needs torch alone (``import maskdpo_xtuner.model.loss`` loads no XTu
 import torch
 import torch.nn.functional as F
 
-from maskdpo_xtuner.labels import CORRECT, END, HALLUCINATED, MIXED, SEPARATOR, UNLABELLED
+from maskdpo_xtuner.labels import (CORRECT, END, HALLUCINATED, MASK_MODES, MIXED, SEPARATOR,
+                                   UNLABELLED)
 from maskdpo_xtuner.model.logps import token_logps  # noqa: F401  (per-token log-probs, lean)
 
-MASK_MODES = ('both', 'chosen', 'rejected', 'none')
 LAYOUTS = ('interleaved', 'stacked')
 LOSS_TYPES = ('sigmoid', 'robust', 'hinge', 'ipo', 'kto_pair', 'sppo_hard', 'nca_pair')
 

@@ -10,6 +10,7 @@ CONFIG PTH OUT --safe-serialization``. Nothing heavy is imported before a subcom
 ``--help`` answers at once.
 """
 import argparse
+import copy
 import re
 import sys
 from typing import List, Optional
@@ -18,11 +19,20 @@ from typing import List, Optional
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Keeps the description's layout and shows each option's default (when it has one)."""
 
+    @staticmethod
+    def _shows_default(action) -> bool:
+        return bool(action.option_strings) and action.help is not argparse.SUPPRESS and \
+            action.default not in (None, False, argparse.SUPPRESS, [], {})
+
+    def _format_action(self, action):
+        if not action.help and self._shows_default(action):  # argparse skips a help-less one
+            action = copy.copy(action)
+            action.help = '(default: %(default)s)'
+        return super()._format_action(action)
+
     def _get_help_string(self, action):
-        text = action.help or ''
-        default = action.default
-        if '%(default)' in text or default in (None, False, argparse.SUPPRESS, [], {}) \
-                or not action.option_strings:
+        text = (action.help or '').strip()
+        if '%(default)' in text or not self._shows_default(action):
             return text
         return f'{text} (default: %(default)s)' if text else '(default: %(default)s)'
 
@@ -48,6 +58,21 @@ def tool_parser(doc: str, **kwargs) -> argparse.ArgumentParser:
     return argparse.ArgumentParser(description=doc.strip().splitlines()[0],
                                    epilog=f'example:\n  {ex}' if ex else None,
                                    formatter_class=HelpFormatter, **kwargs)
+
+
+def cfg_options(pairs: List[str]) -> dict:
+    """``--cfg-options KEY=VALUE ...`` as mmengine's ``DictAction`` reads them (lists, tuples,
+    numbers), parsed after the arguments so that ``--help`` imports no mmengine."""
+    if not pairs:
+        return {}
+    from mmengine.config import DictAction
+    out = {}
+    for kv in pairs:
+        key, sep, value = kv.partition('=')
+        if not sep:
+            raise SystemExit(f'error: --cfg-options expects KEY=VALUE, got {kv!r}')
+        out[key] = DictAction._parse_iterable(value)
+    return out
 
 
 # ---------------------------------------------------------------- maskdpo-xtuner

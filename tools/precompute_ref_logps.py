@@ -13,18 +13,13 @@ bar; under torchrun every rank takes every WORLD_SIZE-th pair and rank 0 writes 
 Resumable: every ``--save-every`` pairs the finished ones are kept in shards beside the file
 (``PATH.parts/``, maskdpo_xtuner/dataset/ref_logps.py); killed and run again, it computes only the rest.
 """
-import argparse
 import copy
 import os
 import socket
 import sys
 import time
 
-import torch
-import torch.distributed as dist
-
-from maskdpo_xtuner.dataset.ref_logps import (PartialRefLogps, data_key,
-                                              reference_fingerprint, save_ref_logps)
+from maskdpo_xtuner.cli import cfg_options, tool_parser
 
 
 def dataset_cfg(cfg):
@@ -47,6 +42,8 @@ def cache_path(cfg):
 def init_distributed():
     """(rank, world size). Under torchrun: the launcher's group. On one GPU: a group of one
     (XTuner's flash-attention forward asks for the rank). On CPU: no group."""
+    import torch
+    import torch.distributed as dist
     world = int(os.environ.get('WORLD_SIZE', 1))
     if torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)))
@@ -63,22 +60,25 @@ def init_distributed():
 
 
 def main(argv=None):
-    from mmengine.config import Config, DictAction
-    from xtuner.registry import BUILDER
-
-    from maskdpo_xtuner.model.maskdpo import build_reference
-    from maskdpo_xtuner.model.reference import compute_ref_logps
-
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = tool_parser(__doc__)
     p.add_argument('config')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
+    p.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
                    help='override config keys, as for xtuner train')
     p.add_argument('--batch-size', type=int, default=8, help='pairs per forward pass')
     p.add_argument('--save-every', type=int, default=256,
                    help='pairs computed between two saved shards (what a kill can lose)')
     args = p.parse_args(argv)
+    import torch  # the heavy imports after the arguments: --help answers at once
+    import torch.distributed as dist
+    from mmengine.config import Config
+    from xtuner.registry import BUILDER
+
+    from maskdpo_xtuner.dataset.ref_logps import (PartialRefLogps, data_key,
+                                                  reference_fingerprint, save_ref_logps)
+    from maskdpo_xtuner.model.maskdpo import build_reference
+    from maskdpo_xtuner.model.reference import compute_ref_logps
     cfg = Config.fromfile(args.config)
-    cfg.merge_from_dict(args.cfg_options)
+    cfg.merge_from_dict(cfg_options(args.cfg_options))
     path = cache_path(cfg)
     rank, world = init_distributed()
     t0 = time.perf_counter()

@@ -21,8 +21,9 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
     @staticmethod
     def _shows_default(action) -> bool:
+        d = action.default
         return bool(action.option_strings) and action.help is not argparse.SUPPRESS and \
-            action.default not in (None, False, argparse.SUPPRESS, [], {})
+            not (d is None or d is False or d is argparse.SUPPRESS or d == [] or d == {})
 
     def _format_action(self, action):
         if not action.help and self._shows_default(action):  # argparse skips a help-less one

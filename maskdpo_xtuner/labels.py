@@ -47,3 +47,5 @@ CLASS_NAMES = {PROMPT: 'prompt', CORRECT: 'correct', HALLUCINATED: 'hallucinated
                SEPARATOR: 'separator', END: 'end', MIXED: 'mixed', UNLABELLED: 'unlabelled'}
 UNLABELLED_TOKENS = ('mask', 'keep', 'error')  # the dataset builder's choice for UNLABELLED
 IGNORE_INDEX = -100
+# which side's sentence masks apply (model/loss.py): Mask-DPO, the two ablations, vanilla DPO
+MASK_MODES = ('both', 'chosen', 'rejected', 'none')

@@ -162,6 +162,25 @@ def run_logged(cmd: List[str], log_path: str, env: dict, tag: str = '',
                            f'lines of {log_path}:\n{tail}')
 
 
+def merge_lora(base: str, adapter: str, out: str, dtype: str = 'auto') -> str:
+    """A LoRA run's adapter (``xtuner convert pth_to_hf`` of its checkpoint writes only the
+    adapter) merged into its base model: one Hugging Face folder, safetensors, with the base's
+    tokenizer. ``dtype``: 'auto' (the base model's, e.g. bf16 for Llama-3.1), 'bf16', 'fp32' or
+    'fp16'. XTuner's ``xtuner convert merge`` does the same but always in fp16."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    dtypes = {'auto': 'auto', 'bf16': torch.bfloat16, 'fp32': torch.float32,
+              'fp16': torch.float16}
+    if dtype not in dtypes:
+        raise ValueError(f'dtype must be one of {sorted(dtypes)}, got {dtype!r}')
+    model = AutoModelForCausalLM.from_pretrained(base, torch_dtype=dtypes[dtype])
+    merged = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    merged.save_pretrained(out, safe_serialization=True)
+    AutoTokenizer.from_pretrained(base).save_pretrained(out)
+    return out
+
+
 def _run_xtuner_train(argv: List[str]) -> None:
     import runpy
 

@@ -35,9 +35,10 @@ LAYERS = [
     ['annotate'],
     ['pairs', 'dataset', 'evaluation'],
     ['model'],
-    ['train'],
+    ['train', 'configs'],
     ['pipeline'],
     ['view'],
+    ['cli'],
     ['studies'],
 ]
 RANK = {part: i for i, layer in enumerate(LAYERS) for part in layer}

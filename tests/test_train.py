@@ -65,7 +65,9 @@ def test_checkpoint_converts_loads_and_generates(trained, tiny_model_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     hf_dir = os.path.join(trained, 'hf')
     run(['-m', 'xtuner.tools.model_converters.pth_to_hf', TINY, os.path.join(trained, 'iter_24.pth'),
-         hf_dir, '--fp32'] + options(tiny_model_dir), cwd=ROOT)
+         hf_dir, '--fp32', '--safe-serialization'] + options(tiny_model_dir), cwd=ROOT)
+    files = os.listdir(hf_dir)  # the README's conversion writes safetensors, no pickles
+    assert 'model.safetensors' in files and not [f for f in files if f.endswith('.bin')], files
     model = AutoModelForCausalLM.from_pretrained(hf_dir)
     tok = AutoTokenizer.from_pretrained(hf_dir)
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
@@ -113,3 +115,46 @@ def test_a_failed_training_returns_a_nonzero_exit_code(tiny_model_dir, tmp_path)
     assert proc.returncode != 0
     assert '$ ' in proc.stdout  # the trainer was started
     assert "loss_type must be one of" in proc.stdout + proc.stderr
+
+
+LORA = os.path.join(ROOT, 'configs', 'maskdpo', 'tiny_cpu_maskdpo_lora.py')
+
+
+def test_a_lora_run_converts_and_merges_into_its_base(tiny_model_dir, tmp_path):
+    """The LoRA path of the docs: train (adapter only), `xtuner convert pth_to_hf
+    --safe-serialization` (writes the adapter), `maskdpo-xtuner merge` (base + adapter, one
+    safetensors model); the merged model's logits are the adapter applied to the base."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from maskdpo_xtuner.cli import main
+    work, adapter, merged = (str(tmp_path / x) for x in ('work', 'adapter', 'merged'))
+    opts = [f'{k}={v}' for k, v in model_path_options(LORA, tiny_model_dir).items()]
+    run([os.path.join(ROOT, 'tools', 'train.py'), LORA, '--work-dir', work, '--cfg-options',
+         'train_cfg.max_epochs=0.5', *opts], cwd=ROOT)  # 4 steps
+    state = torch.load(os.path.join(work, 'iter_4.pth'), map_location='cpu',
+                       weights_only=False)['state_dict']
+    assert any('lora_B' in k for k in state)
+    run(['-m', 'xtuner.tools.model_converters.pth_to_hf', LORA, os.path.join(work, 'iter_4.pth'),
+         adapter, '--fp32', '--safe-serialization', '--cfg-options', *opts], cwd=ROOT)
+    assert 'adapter_model.safetensors' in os.listdir(adapter), os.listdir(adapter)
+    assert main(['merge', tiny_model_dir, adapter, merged]) == 0
+    files = os.listdir(merged)
+    assert 'model.safetensors' in files and 'tokenizer.json' in files
+    assert not [f for f in files if f.endswith('.bin') or f.startswith('adapter')], files
+
+    tok = AutoTokenizer.from_pretrained(merged)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, torch_dtype=torch.float64)
+    with_adapter = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(tiny_model_dir, torch_dtype=torch.float64), adapter)
+    out = AutoModelForCausalLM.from_pretrained(merged, torch_dtype=torch.float64)
+    from safetensors import safe_open
+    with safe_open(os.path.join(merged, 'model.safetensors'), 'pt') as f:  # the base's dtype
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float32}
+    for q in ('Who was Elna Varga?', 'Where is Port Ilvar?', 'Tell me about Pecs.'):
+        ids = tok.apply_chat_template([{'role': 'user', 'content': q}],
+                                      add_generation_prompt=True, return_tensors='pt')
+        with torch.no_grad():
+            a, b, c = (m(ids).logits for m in (with_adapter, out, base))
+        # fp32 weights (merged once, in fp32) read in float64: equal to ~1e-6 of the logits
+        assert (a - b).abs().max() <= 1e-5 * a.abs().max(), q
+        assert (a - c).abs().max() > 1e-3 * a.abs().max(), q  # the adapter does something

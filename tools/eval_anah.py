@@ -10,7 +10,6 @@ Runs, outputs and resuming: maskdpo_xtuner/pipeline/anah_eval.py; formulas:
 maskdpo_xtuner/evaluation/metrics.py. The policy takes every backend flag (``--backend``, ``--endpoints``,
 ``--api-key``, ``--tp``, ...), the judge the same flags prefixed ``--judge-``.
 """
-import argparse
 
 from maskdpo_xtuner.evaluation.metrics import UNPARSED_AS
 from maskdpo_xtuner.pipeline import (EvalSettings, add_backend_args, backend_spec,
@@ -18,10 +17,11 @@ from maskdpo_xtuner.pipeline import (EvalSettings, add_backend_args, backend_spe
 from maskdpo_xtuner.pipeline.annotation import (add_annotator_args, annotator_spec,
                                                 judge_spec)
 from maskdpo_xtuner.io.validate import add_on_error_arg
+from maskdpo_xtuner.cli import tool_parser
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = tool_parser(__doc__)
     p.add_argument('--questions', required=True,
                    help='test questions JSONL: id, question, document (the judge\'s reference)')
     p.add_argument('--out-dir', required=True)

@@ -23,7 +23,6 @@ Outputs and resuming: maskdpo_xtuner/pipeline/factscore_eval.py. The policy take
 ``--judge-``.
 """
 
-import argparse
 import dataclasses
 
 from maskdpo_xtuner.evaluation.factscore import (BIO_PROMPT, DEFAULT_GAMMA,
@@ -31,10 +30,11 @@ from maskdpo_xtuner.evaluation.factscore import (BIO_PROMPT, DEFAULT_GAMMA,
 from maskdpo_xtuner.io.validate import add_on_error_arg
 from maskdpo_xtuner.pipeline import (FactScoreSettings, SamplingParams,
                                      add_backend_args, backend_spec, evaluate_factscore)
+from maskdpo_xtuner.cli import tool_parser
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = tool_parser(__doc__)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument('--generations', help='JSONL of responses to score')
     src.add_argument('--entities', help='entities (text, one per line, or JSONL with "topic")')

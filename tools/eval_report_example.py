@@ -13,7 +13,6 @@ precise, the pattern the paper reports for Mask-DPO). The FActScore table is bui
 same oracle labels (each claim sentence is one atomic fact, supported iff ``ok``) to show its
 format; it is not a FActScore run.
 """
-import argparse
 import json
 import os
 import random
@@ -26,6 +25,7 @@ from maskdpo_xtuner.io.manifest import content_hash
 from maskdpo_xtuner.pipeline import EvalSettings, evaluate_anah
 from maskdpo_xtuner.studies.world.oracle import WorldOracle
 from maskdpo_xtuner.studies.world.world import KINDS, OPENER, World
+from maskdpo_xtuner.cli import tool_parser
 
 
 class ScriptedPolicy:
@@ -83,7 +83,7 @@ def factscore_fixture(annotated_path: str, out_dir: str, gamma: float) -> None:
 
 
 def main(argv=None) -> str:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = tool_parser(__doc__)
     p.add_argument('--out-dir', default='work_dirs/eval_example')
     p.add_argument('--n-topics', type=int, default=60)
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1])

@@ -49,7 +49,7 @@ CKPT=$(ls -d "$WORK"/train/iter_*.pth | sort -V | tail -1)
 step "4/5 convert $CKPT"
 rm -rf "$WORK/hf"
 "$PY" -m xtuner.tools.model_converters.pth_to_hf configs/maskdpo/llama3_1_8b_instruct_maskdpo_full.py \
-    "$CKPT" "$WORK/hf" --cfg-options "pretrained_model_name_or_path=$MODEL" \
+    "$CKPT" "$WORK/hf" --safe-serialization --cfg-options "pretrained_model_name_or_path=$MODEL" \
     "tokenizer.pretrained_model_name_or_path=$MODEL" "model.llm.pretrained_model_name_or_path=$MODEL" \
     "model.ref_llm.pretrained_model_name_or_path=$MODEL" || fail "convert"
 [ -f "$WORK/hf/config.json" ] || fail "convert wrote no config.json"  # pth_to_hf may exit 0

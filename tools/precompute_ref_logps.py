@@ -14,24 +14,23 @@ Resumable: every ``--save-every`` pairs the finished ones are kept in shards bes
 (``PATH.parts/``, maskdpo_xtuner/dataset/ref_logps.py); killed and run again, it computes only
 the rest. The job itself: maskdpo_xtuner/model/reference.py:precompute_from_config.
 """
-import argparse
+from maskdpo_xtuner.cli import cfg_options, tool_parser
 
 
 def main(argv=None):
-    from mmengine.config import Config, DictAction
-
-    from maskdpo_xtuner.model.reference import precompute_from_config
-
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = tool_parser(__doc__)
     p.add_argument('config')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
+    p.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
                    help='override config keys, as for xtuner train')
     p.add_argument('--batch-size', type=int, default=8, help='pairs per forward pass')
     p.add_argument('--save-every', type=int, default=256,
                    help='pairs computed between two saved shards (what a kill can lose)')
     args = p.parse_args(argv)
+    from mmengine.config import Config
+
+    from maskdpo_xtuner.model.reference import precompute_from_config
     cfg = Config.fromfile(args.config)
-    cfg.merge_from_dict(args.cfg_options)
+    cfg.merge_from_dict(cfg_options(args.cfg_options))
     try:
         return precompute_from_config(cfg, args.batch_size, args.save_every)
     except ValueError as e:

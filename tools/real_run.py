@@ -4,19 +4,19 @@ Mask-DPO over training seeds.
     python tools/real_run.py --preset quick     # base, DPO, Mask-DPO, one seed (docs/real_model.md)
     python tools/real_run.py                    # the same over 3 training seeds
     python tools/real_run.py --ablations        # and the one-sided masks (chosen, rejected)
-    python tools/real_run.py --train-questions 8 --held-out-countries 8 --k 4 --preset quick
+    python tools/real_run.py --train-questions 8 --held-out-countries 8 --n 4 --preset quick
 
 Builds (or reuses) the model folder and the vLLM environment, then runs every stage of
 maskdpo_xtuner/studies/real/run.py into --out; a rerun skips what is done and resumes what was
 cut. The estimated time is printed before anything runs.
 """
-import argparse
 import os
 import signal
 import sys
 
 from maskdpo_xtuner.generation import serve
 from maskdpo_xtuner.offline import smollm2
+from maskdpo_xtuner.cli import tool_parser
 from maskdpo_xtuner.studies.real.run import RealRun
 from maskdpo_xtuner.studies.real.settings import (ABLATIONS, ARMS, MAIN_ARMS, PRESETS,
                                                   RealRunSettings, settings_from)
@@ -26,8 +26,7 @@ SETUP = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'setup_vllm.sh'
 
 def parse_args(argv=None):
     d = RealRunSettings()
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = tool_parser(__doc__)
     p.add_argument('--preset', choices=list(PRESETS), default='default',
                    help='quick: one training seed, one question form')
     p.add_argument('--out', default='work_dirs/real_run')
@@ -42,7 +41,8 @@ def parse_args(argv=None):
                    help='held-out countries asked (default: all not trained on)')
     p.add_argument('--question-forms', type=int, help=f'questions per held-out country '
                    f'({d.question_forms})')
-    p.add_argument('--k', type=int, help=f'answers per train country ({d.k})')
+    p.add_argument('--n', '--k', dest='k', type=int, metavar='N',
+                   help=f'answers sampled per train country ({d.k})')
     p.add_argument('--max-new-tokens', type=int, help=f'({d.max_new_tokens})')
     p.add_argument('--eval-seeds', type=int, nargs='+', help=f'sampled evaluation runs '
                    f'({d.eval_seeds})')

@@ -18,13 +18,13 @@ one correct and incorrect sentences per response (error bars: ± std over runs).
 ``--view`` also writes the judged answers of the ANAH runs, sentence by sentence and model by
 model, as one HTML page (tools/show.py, docs/view.md), and links it from the report.
 """
-import argparse
 import os
 
 from maskdpo_xtuner.evaluation.compare import (NotComparable, anah_report, check_same,
                                                factscore_report)
 from maskdpo_xtuner.evaluation.report import load_anah, load_factscore, plot
 from maskdpo_xtuner.io.validate import RecordError
+from maskdpo_xtuner.cli import tool_parser
 
 
 def parse_specs(specs, flag: str, multi: bool = False):
@@ -59,7 +59,7 @@ def write_view(specs, path: str, report_path, title: str) -> str:
 
 
 def main(argv=None) -> str:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = tool_parser(__doc__)
     p.add_argument('--runs', nargs='+', default=[], help='NAME=DIR_OR_METRICS_JSON ...')
     p.add_argument('--factscore', nargs='+', default=[],
                    help='NAME=DIR_OR_FACTSCORE_JSON[,...] (one per seed) ...')

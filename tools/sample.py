@@ -5,16 +5,16 @@
 
 Formats, resuming and seeds: maskdpo_xtuner/pipeline/sample.py.
 """
-import argparse
 import dataclasses
 
 from maskdpo_xtuner.pipeline import (SamplingParams, add_backend_args, backend_spec,
                                      load_questions, sample)
 from maskdpo_xtuner.io.validate import add_on_error_arg
+from maskdpo_xtuner.cli import tool_parser
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = tool_parser(__doc__)
     p.add_argument('--questions', required=True, help='input JSONL (id, question | messages)')
     p.add_argument('--out', required=True, help='output JSONL, appended to and resumed')
     add_backend_args(p, model_required=True)

@@ -7,20 +7,21 @@
 The server runs in its own process group with its output in --log; it is ready when
 GET /v1/models answers, and Ctrl-C stops the whole group. See maskdpo_xtuner/generation/serve.py.
 """
-import argparse
 import os
 import shlex
 import signal
 import sys
 
 from maskdpo_xtuner.generation import serve
+from maskdpo_xtuner.cli import tool_parser
 
 SETUP = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'setup_vllm.sh')
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--engine', choices=['vllm', 'lmdeploy'], default='vllm')
+    p = tool_parser(__doc__)
+    p.add_argument('--backend', '--engine', dest='engine', choices=['vllm', 'lmdeploy'],
+                   default='vllm', help='the server (--engine: its old name)')
     p.add_argument('--model', required=True, help='a Hugging Face model folder')
     p.add_argument('--host', default='127.0.0.1')
     p.add_argument('--port', type=int, default=8000)

@@ -11,20 +11,18 @@
 
 The page is self-contained (no server, no network) and opens in any browser. See docs/view.md.
 """
-import argparse
 import os
 
+from maskdpo_xtuner.cli import cfg_options, tool_parser
 
 
 def parse_args(argv=None):
-    from mmengine.config import DictAction
-
-    from maskdpo_xtuner.model.loss import MASK_MODES
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from maskdpo_xtuner.labels import MASK_MODES
+    p = tool_parser(__doc__)
     p.add_argument('--out', required=True, help='HTML file to write')
     p.add_argument('--config', help='training config: tokenizer, max_length, data files, '
                    'filters and masking settings as training uses them')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
+    p.add_argument('--cfg-options', nargs='+', default=[],
                    metavar='KEY=VALUE', help='override config keys, as for xtuner train')
     p.add_argument('--pairs', nargs='+', help="pairs JSONL files (default: the config's)")
     p.add_argument('--tokenizer', help='tokenizer folder (instead of the config\'s)')
@@ -43,7 +41,9 @@ def parse_args(argv=None):
                    help="the page state to shoot, as in the page's URL after '#', "
                    "e.g. 'mode=none&size=10&page=3' or 'tab=evals'")
     p.add_argument('--screenshot-size', default='1400x1000', metavar='WxH')
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.cfg_options = cfg_options(args.cfg_options)
+    return args
 
 
 def pair_settings(args) -> dict:
@@ -85,8 +85,8 @@ def parse_evals(specs) -> dict:
 
 
 def main(argv=None) -> str:
-    from maskdpo_xtuner.view import build_evals_view, build_pairs_view, write_page
     args = parse_args(argv)
+    from maskdpo_xtuner.view import build_evals_view, build_pairs_view, write_page
     evals_dirs = parse_evals(args.evals)
     if not (args.config or args.pairs or evals_dirs):
         raise SystemExit('nothing to show: give --config / --pairs and/or --evals')

@@ -10,16 +10,16 @@ reference, dataset tokenizer) at the new one; other ``--cfg-options`` pass throu
 ``xtuner train CONFIG`` works too, but exits 0 when training fails and needs
 ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` for ``--resume PATH`` (maskdpo_xtuner/train.py).
 """
-import argparse
 import os
 import subprocess
 import sys
 
 from maskdpo_xtuner.train import train_command, train_env, validate_training_data
+from maskdpo_xtuner.cli import tool_parser
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = tool_parser(__doc__)
     p.add_argument('config')
     p.add_argument('--work-dir')
     p.add_argument('--model', help='substitute this model (folder or hub name) everywhere')

@@ -13,13 +13,12 @@ Writes results.md, results.json and results.png per world (in --out/world/W/base
 over worlds (main: in --out; other studies: in --out/<study>/). Stages whose inputs did not change are reused, so adding a seed or a study to
 the same --out only does the new work.
 """
-import argparse
 
-from maskdpo_xtuner.studies.world.study import run_study
+from maskdpo_xtuner.cli import tool_parser
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = tool_parser(__doc__)
     p.add_argument('--preset', choices=['quick', 'default'], default='default')
     p.add_argument('--study', choices=['main', 'ablation', 'scaling', 'tune', 'masks'],
                    default='main')
@@ -33,7 +32,8 @@ def parse_args(argv=None):
     p.add_argument('--lr', type=float, help="DPO / Mask-DPO learning rate (default: the "
                                             "preset's, else the config's)")
     p.add_argument('--lrs', type=float, nargs='+', help='the tune study\'s learning rates')
-    p.add_argument('--k', type=int, help='samples per train question')
+    p.add_argument('--n', '--k', dest='k', type=int, metavar='N',
+                   help="answers sampled per train question (the preset's)")
     p.add_argument('--pretrain-steps', type=int, help='base model training steps')
     p.add_argument('--max-new-tokens', type=int)
     p.add_argument('--eval-samples', type=int, help='sampled answers per eval question')
@@ -44,6 +44,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> dict:
     a = parse_args(argv)
+    from maskdpo_xtuner.studies.world.study import run_study
     return run_study(a.preset, a.seeds, a.out, a.study, a.eval_split, a.worlds, a.base_seeds,
                      lr=a.lr, lrs=a.lrs, k=a.k,
                      pretrain_steps=a.pretrain_steps, max_new_tokens=a.max_new_tokens,

@@ -13,6 +13,7 @@
 from mmengine.hooks import (CheckpointHook, DistSamplerSeedHook, IterTimerHook, LoggerHook,
                             ParamSchedulerHook)
 from mmengine.optim import AmpOptimWrapper, CosineAnnealingLR, LinearLR
+from mmengine.visualization import LocalVisBackend, TensorboardVisBackend, Visualizer
 from torch.optim import AdamW
 from xtuner.engine.runner import TrainLoop
 
@@ -76,7 +77,13 @@ custom_hooks = [dict(type=ResumeCheckpointHook)]
 env_cfg = dict(cudnn_benchmark=False,
                mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
                dist_cfg=dict(backend='nccl'))
-visualizer = None
+# Training curves: WORK_DIR/<run>/vis_data/ gets scalars.json and TensorBoard event files
+# (`tensorboard --logdir WORK_DIR`): loss, chosen/rejected rewards, reward margin and accuracy,
+# tokens counted per chosen/rejected answer, masked share, learning rate. Weights & Biases as
+# well: add dict(type=WandbVisBackend, init_kwargs=dict(project='maskdpo')) to vis_backends
+# (from mmengine.visualization import WandbVisBackend; pip install wandb).
+visualizer = dict(type=Visualizer,
+                  vis_backends=[dict(type=LocalVisBackend), dict(type=TensorboardVisBackend)])
 log_level = 'INFO'
 load_from = None
 resume = False

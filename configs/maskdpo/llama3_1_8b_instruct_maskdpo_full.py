@@ -3,10 +3,14 @@
 #   NPROC_PER_NODE=8 xtuner train configs/maskdpo/llama3_1_8b_instruct_maskdpo_full.py \
 #       --deepspeed deepspeed_zero3
 #
-# Then convert the last checkpoint to a Hugging Face folder (bf16, the training dtype; add --fp32
-# for fp32, never fp16):
+# Then convert the last checkpoint to a Hugging Face folder in safetensors (bf16, the training
+# dtype; add --fp32 for fp32, never fp16):
 #   xtuner convert pth_to_hf configs/maskdpo/llama3_1_8b_instruct_maskdpo_full.py \
-#       work_dirs/llama3_1_8b_instruct_maskdpo_full/iter_XXX.pth work_dirs/maskdpo_hf
+#       work_dirs/llama3_1_8b_instruct_maskdpo_full/iter_XXX.pth work_dirs/maskdpo_hf \
+#       --safe-serialization
+# Curves (loss, rewards, margin, accuracy, tokens counted per side, lr) while it trains:
+#   tensorboard --logdir work_dirs/llama3_1_8b_instruct_maskdpo_full
+# A copy to edit, self-contained: maskdpo-xtuner copy-cfg llama3_1_8b_instruct_maskdpo_full .
 #
 # Fewer GPUs: keep the global batch at 64 pairs (see configs/_base_/paper_setting.py), e.g.
 #   NPROC_PER_NODE=4 xtuner train ... --deepspeed deepspeed_zero3 \

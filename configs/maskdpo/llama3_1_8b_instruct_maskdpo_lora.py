@@ -1,6 +1,12 @@
 # Mask-DPO on Llama-3.1-8B-Instruct with LoRA on a single GPU (e.g. one 80 GB A100/H100).
 #
 #   xtuner train configs/maskdpo/llama3_1_8b_instruct_maskdpo_lora.py
+#   xtuner convert pth_to_hf configs/maskdpo/llama3_1_8b_instruct_maskdpo_lora.py \
+#       work_dirs/llama3_1_8b_instruct_maskdpo_lora/iter_XXX.pth work_dirs/lora_adapter \
+#       --safe-serialization                               # the adapter only
+#   maskdpo-xtuner merge meta-llama/Llama-3.1-8B-Instruct work_dirs/lora_adapter \
+#       work_dirs/lora_merged                              # base + adapter, bf16 safetensors
+#   (XTuner's `xtuner convert merge BASE ADAPTER OUT --safe-serialization` does the same in fp16)
 #
 # The reference model is the base model with the adapter switched off, so only one copy of the
 # weights is in memory. Global batch stays 64 pairs: 2 per step x 32 accumulation steps.

@@ -6,7 +6,7 @@
 #   python tools/train.py configs/maskdpo/smollm2_cpu_maskdpo.py --model MODEL \
 #       --work-dir work_dirs/smollm2 --cfg-options train_dataloader.dataset.data_files=PAIRS.jsonl
 #   xtuner convert pth_to_hf configs/maskdpo/smollm2_cpu_maskdpo.py \
-#       work_dirs/smollm2/iter_N.pth work_dirs/smollm2/hf --cfg-options \
+#       work_dirs/smollm2/iter_N.pth work_dirs/smollm2/hf --safe-serialization --cfg-options \
 #       pretrained_model_name_or_path=MODEL tokenizer.pretrained_model_name_or_path=MODEL ...
 #   (or: xtuner train configs/maskdpo/smollm2_cpu_maskdpo.py --cfg-options with the model-path
 #    keys of maskdpo_xtuner.train.model_path_keys; tools/real_run.py does all of it)

@@ -4,7 +4,8 @@
 #   python tools/train.py configs/maskdpo/tiny_cpu_maskdpo.py --work-dir work_dirs/tiny_cpu
 #   (or: xtuner train configs/maskdpo/tiny_cpu_maskdpo.py --work-dir work_dirs/tiny_cpu)
 #   xtuner convert pth_to_hf configs/maskdpo/tiny_cpu_maskdpo.py \
-#       work_dirs/tiny_cpu/iter_24.pth work_dirs/tiny_cpu/hf --fp32
+#       work_dirs/tiny_cpu/iter_24.pth work_dirs/tiny_cpu/hf --fp32 --safe-serialization
+#   tensorboard --logdir work_dirs/tiny_cpu      # the training curves
 #
 # The 8B Mask-DPO config with only what a CPU and a tiny model need changed (CPU optimizer and
 # warm-up from configs/_base_/cpu_setting.py; fp32, no activation checkpointing, the reference a

@@ -6,7 +6,7 @@
 #   (`NPROC_PER_NODE=2 xtuner train configs/maskdpo/tiny_cpu_maskdpo_zero3.py --deepspeed ...`
 #   only with GPUs: on CPU mmengine's init_dist asks for a CUDA device; tools/train.py skips it)
 #   xtuner convert pth_to_hf configs/maskdpo/tiny_cpu_maskdpo_zero3.py \
-#       work_dirs/tiny_cpu_zero3/iter_6.pth work_dirs/tiny_cpu_zero3/hf --fp32
+#       work_dirs/tiny_cpu_zero3/iter_6.pth work_dirs/tiny_cpu_zero3/hf --fp32 --safe-serialization
 #
 # ZeRO-3 partitions the policy, so XTuner cannot copy it into a reference: the reference is
 # loaded from the same weights, as in the 8B full configs.

@@ -23,26 +23,33 @@ and ``end_tokens``: 'keep' (default, as the official code) or 'mask'. ``UNLABELL
 are kept only by ``none``, which looks at no sentence and so counts every response token, as
 XTuner's and TRL's DPO do; the masked modes drop them (the dataset builder's
 ``unlabelled_tokens`` can turn them into separators or refuse them before training).
+
+Rows come in one of two layouts (``layout``): ``'interleaved'`` (XTuner's, the default: chosen,
+rejected, chosen, rejected, ...: row 2i is pair i's chosen) or ``'stacked'`` (TRL's: all B
+chosen rows, then all B rejected rows: row i is pair i's chosen, row B + i its rejected).
+This module needs torch alone (``import maskdpo_xtuner.model.loss`` loads no XTuner).
 """
 import torch
 import torch.nn.functional as F
 
-from maskdpo_xtuner.labels import CORRECT, END, HALLUCINATED, MIXED, SEPARATOR, UNLABELLED
+from maskdpo_xtuner.labels import (CORRECT, END, HALLUCINATED, MASK_MODES, MIXED, SEPARATOR,
+                                   UNLABELLED)
 from maskdpo_xtuner.model.logps import token_logps  # noqa: F401  (per-token log-probs, lean)
 
-MASK_MODES = ('both', 'chosen', 'rejected', 'none')
+LAYOUTS = ('interleaved', 'stacked')
 LOSS_TYPES = ('sigmoid', 'robust', 'hinge', 'ipo', 'kto_pair', 'sppo_hard', 'nca_pair')
 
 
 def token_weights(token_class: torch.Tensor, mask_mode: str = 'both',
-                  separator_tokens: str = 'keep', end_tokens: str = 'keep') -> torch.Tensor:
-    """Per-token weights [B, T] for interleaved rows (even rows chosen, odd rows rejected)."""
+                  separator_tokens: str = 'keep', end_tokens: str = 'keep',
+                  layout: str = 'interleaved') -> torch.Tensor:
+    """Per-token weights [2B, T] of rows in ``layout`` (see the module docstring)."""
     if mask_mode not in MASK_MODES:
         raise ValueError(f'mask_mode must be one of {MASK_MODES}, got {mask_mode!r}')
     for name, value in (('separator_tokens', separator_tokens), ('end_tokens', end_tokens)):
         if value not in ('keep', 'mask'):
             raise ValueError(f"{name} must be 'keep' or 'mask', got {value!r}")
-    chosen_row = (torch.arange(token_class.shape[0], device=token_class.device) % 2 == 0)[:, None]
+    chosen_row = _chosen_rows(token_class.shape[0], layout, token_class.device)[:, None]
     mask_chosen = mask_mode in ('both', 'chosen')      # drop hallucinated text from chosen
     mask_rejected = mask_mode in ('both', 'rejected')  # drop correct text from rejected
     keep = torch.zeros_like(token_class, dtype=torch.bool)
@@ -54,6 +61,15 @@ def token_weights(token_class: torch.Tensor, mask_mode: str = 'both',
     keep |= (token_class == END) & (end_tokens == 'keep')
     keep |= (token_class == UNLABELLED) & (mask_mode == 'none')  # vanilla DPO: every token
     return keep.float()  # PROMPT tokens are never kept
+
+
+def _chosen_rows(n: int, layout: str, device=None) -> torch.Tensor:
+    if layout not in LAYOUTS:
+        raise ValueError(f'layout must be one of {LAYOUTS}, got {layout!r}')
+    if n % 2:
+        raise ValueError(f'{n} rows: a batch holds a chosen and a rejected row per pair')
+    rows = torch.arange(n, device=device)
+    return rows % 2 == 0 if layout == 'interleaved' else rows < n // 2
 
 
 def preference_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected,
@@ -85,18 +101,23 @@ def preference_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected,
 
 def mask_dpo_loss(policy_logps, ref_logps, token_class, beta=0.1, loss_type='sigmoid',
                   label_smoothing=0.0, mask_mode='both', separator_tokens='keep',
-                  end_tokens='keep'):
-    """Loss and logged metrics from per-token log-probs [2B, T-1] and classes [2B, T]."""
+                  end_tokens='keep', layout='interleaved'):
+    """Loss and logged metrics from per-token log-probs [2B, T-1] and classes [2B, T], rows in
+    ``layout``. Logged: rewards (beta x masked log-ratio), their margin and accuracy, the tokens
+    counted per chosen / rejected answer (mean over pairs) and the share of response tokens
+    the masks leave out."""
     cls = token_class[:, 1:]  # class of the token each log-prob scores
-    w = token_weights(cls, mask_mode, separator_tokens, end_tokens)
+    w = token_weights(cls, mask_mode, separator_tokens, end_tokens, layout)
     policy, ref = (policy_logps * w).sum(-1), (ref_logps * w).sum(-1)
+    counted = w.sum(-1)
     if loss_type == 'ipo':  # IPO uses per-token averages
-        n = w.sum(-1).clamp(min=1)
+        n = counted.clamp(min=1)
         policy, ref = policy / n, ref / n
-    losses = preference_loss(policy[::2], policy[1::2], ref[::2], ref[1::2],
+    c = _chosen_rows(w.shape[0], layout, w.device)
+    losses = preference_loss(policy[c], policy[~c], ref[c], ref[~c],
                              beta, loss_type, label_smoothing)
-    chosen_rewards = beta * (policy[::2] - ref[::2]).detach()
-    rejected_rewards = beta * (policy[1::2] - ref[1::2]).detach()
+    chosen_rewards = beta * (policy[c] - ref[c]).detach()
+    rejected_rewards = beta * (policy[~c] - ref[~c]).detach()
     response = (cls >= 0).float()
     return {
         'loss': losses.mean(),
@@ -104,5 +125,7 @@ def mask_dpo_loss(policy_logps, ref_logps, token_class, beta=0.1, loss_type='sig
         'rejected_rewards': rejected_rewards.mean(),
         'reward_acc': (chosen_rewards > rejected_rewards).float().mean(),
         'reward_margin': (chosen_rewards - rejected_rewards).mean(),
+        'chosen_tokens': counted[c].mean().detach(),
+        'rejected_tokens': counted[~c].mean().detach(),
         'masked_share': 1 - w.sum() / response.sum().clamp(min=1),
     }

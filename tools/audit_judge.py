@@ -13,10 +13,10 @@ the ANAH-v2 labels of an annotated file (tools/annotate.py --save-trace) with th
 on the same answers: unparsed share, confusion table and Cohen's kappa, under the official
 parsing and the tolerant one.
 """
-import argparse
 import json
 import os
 
+from maskdpo_xtuner.cli import tool_parser
 from maskdpo_xtuner.io.jsonl import read_jsonl, write_jsonl
 from maskdpo_xtuner.studies.real.audit import (audit, draw, format_agreement, format_audit,
                                                judge_agreement)
@@ -27,7 +27,7 @@ SETS = {'countries': os.path.join(FIXTURES, 'audit_countries.jsonl'),
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = tool_parser(__doc__)
     p.add_argument('command', nargs='?', default='audit', choices=('audit', 'draw', 'agree'))
     p.add_argument('--judge', choices=sorted(SETS), help='one judge (default: both)')
     p.add_argument('--set', help='audit JSONL (default: the fixture of the judge)')

@@ -253,7 +253,9 @@ def test_damaged_caches_are_refused_naming_the_file(tiny_model_dir, cache, tmp_p
 def test_a_killed_writers_temporary_file_is_cleaned(tmp_path):
     from maskdpo_xtuner.dataset.ref_logps import save_ref_logps
     path = str(tmp_path / 'c.pt')
-    open(path + '.tmp12345', 'wb').write(b'half a file')  # what kill -9 mid-save leaves
+    dead = subprocess.Popen(['true'])
+    dead.wait()  # a writer that is gone
+    open(f'{path}.tmp{dead.pid}', 'wb').write(b'half a file')  # what kill -9 mid-save leaves
     key = {'data': {'sha256': 'x', 'pairs': 1, 'pair_sha256': ['x']}, 'tokenizer': 't',
            'max_length': 8}
     save_ref_logps(path, {0: (torch.zeros(2), torch.zeros(3))}, key, {'path': 'm'})

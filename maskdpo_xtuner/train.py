@@ -174,6 +174,20 @@ def required_pairs(config, world_size: int = 1) -> Tuple[int, str]:
     return need, why
 
 
+def cfg_options_action():
+    """mmengine's ``DictAction`` for ``--cfg-options KEY=VALUE ...``, except that an item
+    without ``=`` is an argparse error naming it (mmengine's raises a bare ValueError)."""
+    from mmengine.config import DictAction
+
+    class CfgOptions(DictAction):
+        def __call__(self, parser, namespace, values, option_string=None):
+            bad = [v for v in values if '=' not in v]
+            if bad:
+                parser.error(f'{option_string} expects KEY=VALUE items, got {bad[0]!r}')
+            super().__call__(parser, namespace, values, option_string)
+    return CfgOptions
+
+
 def _option(v) -> str:
     if isinstance(v, (list, tuple)):
         return '[' + ','.join(f"'{x}'" if isinstance(x, str) else str(x) for x in v) + ']'

@@ -10,8 +10,10 @@ import argparse
 import time
 
 from maskdpo_xtuner.offline import smollm2
+from maskdpo_xtuner.io.cli import tool_main
 
 
+@tool_main
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--out', help=f'output folder (default {smollm2.default_dir()})')

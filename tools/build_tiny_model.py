@@ -6,8 +6,10 @@ the sample data, Llama-3-style chat template) and a random tiny Llama, saved as 
 import argparse
 
 from maskdpo_xtuner.offline.tiny import build_tiny_model
+from maskdpo_xtuner.io.cli import tool_main
 
 
+@tool_main
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--out', default='work_dirs/tiny_cpu/model')

@@ -17,6 +17,8 @@ import os
 import subprocess
 import sys
 
+from maskdpo_xtuner.io.cli import tool_main
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = 'configs/maskdpo/tiny_cpu_maskdpo.py'
 WORK = 'work_dirs/tiny_cpu'
@@ -30,6 +32,7 @@ def step(title, args):
         sys.exit(f'demo failed at: {title} (exit code {proc.returncode})')
 
 
+@tool_main
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if '--tiny' not in argv:  # a later --out in argv wins over this default

@@ -25,6 +25,7 @@ from maskdpo_xtuner.io.jsonl import read_jsonl, write_jsonl
 from maskdpo_xtuner.pipeline import EvalSettings, evaluate_anah
 from maskdpo_xtuner.studies.world.oracle import WorldOracle
 from maskdpo_xtuner.studies.world.world import KINDS, OPENER, World
+from maskdpo_xtuner.io.cli import tool_main
 
 
 class ScriptedPolicy:
@@ -74,6 +75,7 @@ def factscore_fixture(annotated_path: str, out_dir: str, gamma: float) -> None:
                               'knowledge': 'world reference documents'}}, f, indent=1)
 
 
+@tool_main
 def main(argv=None) -> str:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--out-dir', default='work_dirs/eval_example')

@@ -23,8 +23,10 @@ import time
 import torch
 import torch.distributed as dist
 
+from maskdpo_xtuner.train import cfg_options_action
 from maskdpo_xtuner.dataset.ref_logps import (PartialRefLogps, data_key,
                                               reference_fingerprint, save_ref_logps)
+from maskdpo_xtuner.io.cli import tool_main
 
 
 def dataset_cfg(cfg):
@@ -62,8 +64,9 @@ def init_distributed():
     return 0, 1
 
 
+@tool_main
 def main(argv=None):
-    from mmengine.config import Config, DictAction
+    from mmengine.config import Config
     from xtuner.registry import BUILDER
 
     from maskdpo_xtuner.model.maskdpo import build_reference
@@ -71,7 +74,7 @@ def main(argv=None):
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('config')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
+    p.add_argument('--cfg-options', nargs='+', action=cfg_options_action(), default={},
                    help='override config keys, as for xtuner train')
     p.add_argument('--batch-size', type=int, default=8, help='pairs per forward pass')
     p.add_argument('--save-every', type=int, default=256,

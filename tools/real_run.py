@@ -14,10 +14,12 @@ import sys
 from maskdpo_xtuner.generation import serve
 from maskdpo_xtuner.offline import smollm2
 from maskdpo_xtuner.studies.real.run import RealRun, RealRunSettings, settings_from
+from maskdpo_xtuner.io.cli import tool_main
 
 SETUP = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'setup_vllm.sh')
 
 
+@tool_main
 def main(argv=None) -> dict:
     d = RealRunSettings()
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

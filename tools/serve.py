@@ -14,10 +14,12 @@ import signal
 import sys
 
 from maskdpo_xtuner.generation import serve
+from maskdpo_xtuner.io.cli import tool_main
 
 SETUP = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'setup_vllm.sh')
 
 
+@tool_main
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--engine', choices=['vllm', 'lmdeploy'], default='vllm')

@@ -14,17 +14,18 @@ The page is self-contained (no server, no network) and opens in any browser. See
 import argparse
 import os
 
+from maskdpo_xtuner.io.cli import tool_main
+
 
 
 def parse_args(argv=None):
-    from mmengine.config import DictAction
-
     from maskdpo_xtuner.model.loss import MASK_MODES
+    from maskdpo_xtuner.train import cfg_options_action
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--out', required=True, help='HTML file to write')
     p.add_argument('--config', help='training config: tokenizer, max_length, data files, '
                    'filters and masking settings as training uses them')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
+    p.add_argument('--cfg-options', nargs='+', action=cfg_options_action(), default={},
                    metavar='KEY=VALUE', help='override config keys, as for xtuner train')
     p.add_argument('--pairs', nargs='+', help="pairs JSONL files (default: the config's)")
     p.add_argument('--tokenizer', help='tokenizer folder (instead of the config\'s)')
@@ -37,6 +38,9 @@ def parse_args(argv=None):
     p.add_argument('--evals', nargs='+', metavar='NAME=DIR', default=[],
                    help='tools/eval_anah.py output folders, one per model')
     p.add_argument('--title', default='Mask-DPO view')
+    p.add_argument('--on-error', choices=('raise', 'skip'), default='raise',
+                   help='an invalid pair: stop naming file:line:field (raise), or count it in '
+                        "the page's summary and show the others (skip)")
     p.add_argument('--screenshot', metavar='PNG',
                    help='also save a PNG of the page drawn by headless chromium')
     p.add_argument('--screenshot-at', default='', metavar='STATE',
@@ -84,6 +88,7 @@ def parse_evals(specs) -> dict:
     return out
 
 
+@tool_main
 def main(argv=None) -> str:
     from maskdpo_xtuner.view import build_evals_view, build_pairs_view, write_page
     args = parse_args(argv)
@@ -97,7 +102,7 @@ def main(argv=None) -> str:
         mode = s['mask_mode']
         pairs = build_pairs_view(s['data_files'], s['tokenizer'], s['max_length'],
                                  s['separator_tokens'], s['end_tokens'], s['filters'],
-                                 s['map_fn'])
+                                 s['map_fn'], args.on_error)
         sm = pairs['summary']
         print(f"pairs: {sm['valid']} valid of {sm['read']} records, {sm['trained']} trained; "
               f"masked share under {mode}: {sm['masked_share'][mode]:.3f}")

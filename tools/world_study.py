@@ -16,6 +16,7 @@ the same --out only does the new work.
 import argparse
 
 from maskdpo_xtuner.studies.world.study import run_study
+from maskdpo_xtuner.io.cli import tool_main
 
 
 def parse_args(argv=None):
@@ -42,6 +43,7 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+@tool_main
 def main(argv=None) -> dict:
     a = parse_args(argv)
     return run_study(a.preset, a.seeds, a.out, a.study, a.eval_split, a.worlds, a.base_seeds,

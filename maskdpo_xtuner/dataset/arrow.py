@@ -43,6 +43,7 @@ from torch.utils.data import Dataset
 from maskdpo_xtuner.io.atomic import atomic_file, stale_owner
 from maskdpo_xtuner.io.manifest import hash_file
 from maskdpo_xtuner.io.procs import die_with_parent, guard_forks
+from maskdpo_xtuner.io.validate import iter_text_lines
 from maskdpo_xtuner.dataset.ref_logps import checked_ref_logps, ref_logps_of, tokenizer_fingerprint
 from maskdpo_xtuner.dataset.records import ReadReport, RecordError, _apply, validate_record
 from maskdpo_xtuner.labels import UNLABELLED
@@ -75,6 +76,8 @@ def encode(raw, source: str, line: int, tokenizer, max_length: int, filters, map
     row.update(prompt_tokens=0, source=f'{source}:{line}', _status='', _field='', _message='',
                _loose=0)
     try:
+        if isinstance(raw, RecordError):  # not UTF-8, a line over the limit
+            raise raw
         rec = _parse_json(raw) if parse else raw
         if map_fn is not None:
             rec = _apply(map_fn, rec)
@@ -106,7 +109,9 @@ def _encode_row(row, idx, source_name, owner=None, **kw):
     if owner is not None and os.getpid() != owner:
         die_with_parent(owner)
     if source_name is None:
-        return encode(row['text'], row['source'], row['line'], parse=True, **kw)
+        reason, _, message = row['error'].partition('\t')
+        raw = RecordError(reason, '<line>', message) if reason else row['text']
+        return encode(raw, row['source'], row['line'], parse=True, **kw)
     return encode(dict(row), source_name, idx + 1, parse=False, **kw)
 
 
@@ -124,16 +129,20 @@ def _jsonl_files(data_files, source):
 
 
 def _lines(paths):
+    """The raw lines, as the list backend reads them (maskdpo_xtuner/io/validate.py): a line
+    that is not UTF-8 or is over the line limit becomes an error the map reports."""
     for path in paths:
-        with open(path, encoding='utf-8') as f:
-            for lineno, line in enumerate(f, 1):
-                if line.strip():
-                    yield {'source': path, 'line': lineno, 'text': line}
+        for lineno, line in iter_text_lines(path):
+            bad = isinstance(line, RecordError)
+            yield {'source': path, 'line': lineno, 'text': '' if bad else line,
+                   'error': f'{line.reason}\t{line.message}' if bad else ''}
 
 
 def _raw_dataset(files, source, work: str):
     import datasets
     if files is not None:
+        for path in files:  # an unreadable or empty file: named here, not inside datasets
+            next(iter_text_lines(path))
         return datasets.Dataset.from_generator(_lines, gen_kwargs={'paths': files},
                                                cache_dir=work)
     kw = dict(source)

@@ -25,7 +25,8 @@ from maskdpo_xtuner.io.jsonl import read_jsonl, write_jsonl
 from maskdpo_xtuner.io.manifest import file_hash, folder_fingerprint
 from maskdpo_xtuner.pipeline import (AnnotatorSpec, BackendSpec, EvalSettings, SamplingParams,
                                      annotate, evaluate_anah, make_pairs, sample)
-from maskdpo_xtuner.train import model_path_options, run_logged, train_command, train_env
+from maskdpo_xtuner.train import (model_path_options, run_logged, train_command, train_env,
+                                  validate_training_data)
 from maskdpo_xtuner.studies.real.report import build_report, write_report
 from maskdpo_xtuner.pipeline.stages import ROOT, Stages, code_hash
 
@@ -33,7 +34,6 @@ CONFIG = 'configs/maskdpo/smollm2_cpu_maskdpo.py'
 # what training runs: the config, the configs it inherits, the model and dataset code
 TRAIN_CODE = [CONFIG, 'configs/maskdpo/llama3_1_8b_instruct_maskdpo_full.py', 'configs/_base_',
               'maskdpo_xtuner/model', 'maskdpo_xtuner/dataset']
-MIN_PAIRS = 8  # the config's 1 x 8 pairs per step (and a warm-up of >= 1 iteration)
 CODE = ['maskdpo_xtuner/studies/real/countries.py', 'maskdpo_xtuner/pipeline', 'maskdpo_xtuner/generation',
         'maskdpo_xtuner/annotate/split.py']
 
@@ -85,6 +85,9 @@ class _Engine:
 
 class RealRun:
     def __init__(self, s: RealRunSettings, out: str, model_dir: str):
+        if not os.path.isfile(os.path.join(model_dir, 'config.json')):
+            raise ValueError(f'{model_dir}: not a model folder (no config.json); build one with '
+                             'tools/build_smollm2.py or give --model')
         self.s, self.out, self.base_dir = s, os.path.abspath(out), os.path.abspath(model_dir)
         self.config = os.path.join(ROOT, CONFIG)
         self.stages = Stages()
@@ -160,13 +163,13 @@ class RealRun:
     def _train(self):
         work, log = self.path('train', 'xtuner'), self.path('train', 'train.log')
         config = self.config
-        n = len(read_jsonl(self.path('pairs', 'pairs.jsonl')))
-        if n < MIN_PAIRS:
-            raise RuntimeError(f'{n} training pairs ({self.path("pairs", "pairs.jsonl")}): fewer '
-                               f'than {MIN_PAIRS}, one optimizer step of {CONFIG}; ask about '
-                               'more countries (--train-questions) or sample more (--k)')
         opts = {'train_dataloader.dataset.data_files': self.path('pairs', 'pairs.jsonl'),
                 'randomness.seed': self.s.seed}
+        try:  # before the trainer loads the model: enough pairs for the schedule?
+            validate_training_data(config, opts)
+        except ValueError as e:
+            raise RuntimeError(f'{e}; ask about more countries (--train-questions) or sample '
+                               'more (--k)') from None
         env = dict(train_env(), PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''),
                    TOKENIZERS_PARALLELISM='false', OMP_NUM_THREADS=str(self.s.threads))
         run_logged(train_command(config, work, self.base_dir, opts), log, env,

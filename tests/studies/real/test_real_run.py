@@ -4,8 +4,9 @@ import os
 
 import pytest
 
-from maskdpo_xtuner.io.jsonl import write_jsonl
-from maskdpo_xtuner.studies.real.run import MIN_PAIRS, TRAIN_CODE, RealRun, settings_from
+from conftest import SAMPLE
+from maskdpo_xtuner.io.jsonl import read_jsonl, write_jsonl
+from maskdpo_xtuner.studies.real.run import TRAIN_CODE, RealRun, settings_from
 from maskdpo_xtuner.pipeline.stages import ROOT
 
 
@@ -17,11 +18,21 @@ def test_settings_refuse_unknown_names_and_keep_defaults():
 
 
 def test_too_few_pairs_are_refused_before_training(tmp_path):
+    """The general check (maskdpo_xtuner/train.py: required_pairs) says how many the config
+    needs: 8 (1 pair x 8 accumulation steps, a warm-up of >= 1 iteration)."""
+    (tmp_path / 'model').mkdir()
+    (tmp_path / 'model' / 'config.json').write_text('{}')
     run = RealRun(settings_from(), str(tmp_path), str(tmp_path / 'model'))
-    write_jsonl(run.path('pairs', 'pairs.jsonl'), [{'id': i} for i in range(MIN_PAIRS - 1)])
-    with pytest.raises(RuntimeError, match=f'{MIN_PAIRS - 1} training pairs.*--train-questions'):
+    write_jsonl(run.path('pairs', 'pairs.jsonl'), read_jsonl(SAMPLE)[:7])
+    with pytest.raises(RuntimeError, match=r'7 valid training pair\(s\), but this config needs at '
+                                           r'least 8.*--train-questions'):
         run._train()
     assert not os.path.exists(run.path('train', 'xtuner'))
+
+
+def test_a_missing_model_folder_is_refused_at_once(tmp_path):
+    with pytest.raises(ValueError, match='not a model folder'):
+        RealRun(settings_from(), str(tmp_path), str(tmp_path / 'none'))
 
 
 def test_training_is_keyed_by_every_config_it_reads():

@@ -14,10 +14,10 @@ import glob
 import json
 import math
 import os
-import subprocess
 import sys
 
 from maskdpo_xtuner.io.cli import tool_main
+from maskdpo_xtuner.io.procs import call
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = 'configs/maskdpo/tiny_cpu_maskdpo.py'
@@ -27,9 +27,9 @@ WORK = 'work_dirs/tiny_cpu'
 def step(title, args):
     print(f'\n=== {title}\n$ {" ".join(args)}', flush=True)
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''))
-    proc = subprocess.run(args, cwd=ROOT, env=env)
-    if proc.returncode != 0:
-        sys.exit(f'demo failed at: {title} (exit code {proc.returncode})')
+    code = call(args, cwd=ROOT, env=env)  # owned: it ends with the demo, however that ends
+    if code != 0:
+        sys.exit(f'demo failed at: {title} (exit code {code})')
 
 
 @tool_main

@@ -64,6 +64,7 @@ def kill_and_check(proc, sig, expected_children, settle=0.0):
     wait_for(lambda: len(working(descendants(proc.pid))) >= expected_children, proc)
     time.sleep(settle)
     pids = descendants(proc.pid)
+    assert working(pids), 'the children ended by themselves before the kill: nothing measured'
     proc.send_signal(sig)
     t0 = time.monotonic()
     while running(pids) and time.monotonic() - t0 < 10:
@@ -174,4 +175,4 @@ def test_train_leaves_no_trainer_running(tmp_path, sig, tiny_model_dir):
          tiny_model_dir, '--work-dir', str(tmp_path / 'w'), '--cfg-options',
          f'train_dataloader.dataset.cache_dir={tmp_path / "cache"}'],
         env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
-    kill_and_check(proc, sig, 1, settle=15)  # the trainer, loading the data and the models
+    kill_and_check(proc, sig, 1, settle=5)  # the trainer, loading the data and the models

@@ -418,7 +418,7 @@ def build_cases(base: str, root: str) -> List[Case]:
 
     def data_opts(path):
         return ['--cfg-options', f'train_dataloader.dataset.data_files={path}',
-                f'train_dataloader.dataset.cache_dir={{d}}/cache']
+                'train_dataloader.dataset.cache_dir={d}/cache']
     bad_label = json.loads(json.dumps(pairs))
     bad_label[2]['rejected_item']['type'][0] = 'true'
     long_pair = json.loads(json.dumps(pairs[:1]))[0]
@@ -427,8 +427,8 @@ def build_cases(base: str, root: str) -> List[Case]:
                        ('precompute_ref_logps', [config])):
         t = 180 if tool == 'train' else 60
         pre = [] if tool == 'train' else [
-            f'model.ref_logps_cache={{d}}/ref.pt',
-            f'train_dataloader.dataset.ref_logps_cache={{d}}/ref.pt',
+            'model.ref_logps_cache={d}/ref.pt',
+            'train_dataloader.dataset.ref_logps_cache={d}/ref.pt',
             f'model.llm.pretrained_model_name_or_path={model}',
             f'train_dataloader.dataset.tokenizer.pretrained_model_name_or_path={model}']
         cases += [

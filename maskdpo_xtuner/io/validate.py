@@ -23,7 +23,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, List, Optional, Tuple
 
-from maskdpo_xtuner.io.limits import LIMITS, limit, limit_text  # noqa: F401
+from maskdpo_xtuner.io.limits import limit, limit_text
 from maskdpo_xtuner.labels import KNOWN_LABELS
 
 ON_ERROR = ('raise', 'skip')

@@ -39,6 +39,7 @@ from collections import Counter
 from typing import Iterable, List, Optional, Tuple
 
 from maskdpo_xtuner.annotate.score import is_hallucinated_label, response_stats
+from maskdpo_xtuner.io.validate import RecordError, check_span
 
 TIE_BREAKS = ('random', 'longest', 'shortest')
 DROP_REASONS = ('fewer_than_two_responses', 'identical', 'chosen_no_correct',
@@ -76,11 +77,17 @@ def candidates(rec: dict, unparsed: str = 'exclude') -> Tuple[List[Candidate], C
                          f'{len(anns)} annotations')
     out, excluded = [], Counter()
     for j, (text, ann) in enumerate(zip(responses, anns)):
-        sents = ann['sentences']
+        sents, prev_end = ann['sentences'], 0
         for k, s in enumerate(sents):
+            try:  # in range, in order, no overlap (maskdpo_xtuner/io/validate.py)
+                check_span(s['start'], s['end'], prev_end, len(text),
+                           f'annotations[{j}].sentences[{k}].')
+            except RecordError as err:
+                raise err.at(f'question {rec["id"]!r}', None) from None
             if text[s['start']:s['end']] != s['text']:
                 raise ValueError(f'question {rec["id"]!r} response {j} sentence {k}: span '
                                  f'[{s["start"]}, {s["end"]}] does not hold {s["text"]!r}')
+            prev_end = s['end']
         if not sents:
             excluded['no_sentences'] += 1
         elif any(s['label'] == 'unparsed' for s in sents):

@@ -24,7 +24,7 @@ last, so without it a bad line on an 8B config is found only after minutes of lo
 """
 import os
 import sys
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 PATH_FIELD = 'pretrained_model_name_or_path'
 
@@ -104,17 +104,20 @@ def _datasets(node):
             yield from _datasets(v)
 
 
-def validate_training_data(config, cfg_options: Optional[Dict[str, str]] = None) -> List[str]:
+def validate_training_data(config, cfg_options: Optional[Dict[str, str]] = None,
+                           world_size: int = 1) -> List[str]:
     """Check the records of every Mask-DPO dataset of ``config`` (a file or Config) with its own
     ``on_error`` and ``dataset_map_fn``; raises the first :class:`RecordError` (file:line:field)
-    under ``on_error='raise'``. Returns one summary line per dataset. No model is loaded."""
+    under ``on_error='raise'``, and a ``ValueError`` when the valid pairs are fewer than the
+    config's schedule needs on ``world_size`` processes (:func:`required_pairs`). Returns one
+    summary line per dataset. No model is loaded."""
     from mmengine.config import DictAction
     from maskdpo_xtuner.dataset.records import read_pairs
     cfg = _load(config)
     if cfg_options:
         cfg.merge_from_dict({k: DictAction._parse_iterable(v) if isinstance(v, str) else v
                              for k, v in cfg_options.items()})
-    out, seen = [], set()
+    out, seen, kept, files_read = [], set(), 0, []
     for ds in _datasets(cfg.get('train_dataloader', {})):  # the dataset training reads
         files = ds.get('data_files')
         files = [files] if isinstance(files, str) else list(files or [])
@@ -123,8 +126,52 @@ def validate_training_data(config, cfg_options: Optional[Dict[str, str]] = None)
             continue
         seen.add(key)
         _, report = read_pairs(files, on_error=key[1], map_fn=ds.get('dataset_map_fn'))
+        kept += report.kept
+        files_read += files
         out.append(f'training data {files}: ' + report.summary().replace('\n', '\n    '))
+    if files_read:
+        need, why = required_pairs(cfg, world_size)
+        if kept < need:
+            raise ValueError(f'{", ".join(files_read)}: {kept} valid training pair(s), but this '
+                             f'config needs at least {need}: {why}. Add pairs, or lower the '
+                             'batch size / warm-up in the config')
+        out.append(f'enough pairs for the schedule: {kept} >= {need} ({why})')
     return out
+
+
+def _schedulers(cfg) -> list:
+    sched = cfg.get('param_scheduler') or []
+    return [sched] if isinstance(sched, dict) else list(sched)
+
+
+def required_pairs(config, world_size: int = 1) -> Tuple[int, str]:
+    """(the fewest pairs ``config`` can train on with ``world_size`` processes, why).
+
+    XTuner's loop runs ``max_epochs x len(dataloader)`` iterations, and mmengine converts each
+    epoch-based scheduler (``convert_to_iter_based``) to iterations ``int(begin x L)`` ..
+    ``int(end x L)`` with ``L = len(dataloader)``; a warm-up that rounds to 0 iterations is
+    refused ("end should be larger than begin") after both models are loaded. ``L`` must also
+    reach ``accumulative_counts`` (one full optimizer step). Pairs -> ``L``:
+    ``ceil(ceil(pairs / world_size) / batch_size)`` (mmengine's DefaultSampler pads to a
+    multiple of the world size). With packing, ``L`` counts packed rows, so the bound in pairs
+    is a necessary condition only."""
+    cfg = _load(config)
+    loader = cfg.get('train_dataloader', {})
+    batch = int(loader.get('batch_size', 1))
+    accum = int((cfg.get('optim_wrapper') or {}).get('accumulative_counts', 1) or 1)
+    converted = [(float(sc.get('begin', 0)), float(sc['end'])) for sc in _schedulers(cfg)
+                 if sc.get('convert_to_iter_based') and sc.get('by_epoch', True)
+                 and sc.get('end') is not None and float(sc['end']) < float('inf')]
+    steps = max(accum, 1)
+    while steps < 10 ** 7 and any(int(e * steps) <= int(b * steps) for b, e in converted):
+        steps += 1
+    need = (steps - 1) * batch * world_size + 1
+    warm = [f'{e - b:g} epoch(s) from {b:g}' for b, e in converted]
+    why = (f'{steps} iteration(s) per epoch at {batch} pair(s) per process x {world_size} '
+           f'process(es) (accumulative_counts {accum}'
+           + (f'; schedulers over {", ".join(warm)} must last >= 1 iteration' if warm else '')
+           + ')')
+    return need, why
 
 
 def _option(v) -> str:
@@ -142,19 +189,23 @@ def run_logged(cmd: List[str], log_path: str, env: dict, tag: str = '',
                expect: Optional[str] = None, cwd: Optional[str] = None) -> None:
     """Run a training or conversion command with its output in ``log_path`` (its
     ``Iter(train)`` progress lines also printed, prefixed by ``tag``); raise with the log's last
-    40 lines unless it exits 0 and leaves the file ``expect``."""
+    40 lines unless it exits 0 and leaves the file ``expect``. The command is owned
+    (:class:`maskdpo_xtuner.io.procs.Child`): it is stopped with this process, however that
+    dies."""
     import subprocess
+
+    from maskdpo_xtuner.io.procs import Child
     os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
     with open(log_path, 'w') as log:
         log.write('$ ' + ' '.join(cmd) + '\n')
         log.flush()
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
-        for line in proc.stdout:
-            log.write(line)
-            if 'Iter(train)' in line:
-                print(f'  {tag}{line.split(" - INFO - ")[-1].strip()[:110]}', flush=True)
-        proc.wait()
+        with Child(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                   text=True) as proc:
+            for line in proc.stdout:
+                log.write(line)
+                if 'Iter(train)' in line:
+                    print(f'  {tag}{line.split(" - INFO - ")[-1].strip()[:110]}', flush=True)
+            proc.wait()
     if proc.returncode != 0 or (expect and not os.path.exists(expect)):
         with open(log_path) as f:
             tail = ''.join(f.readlines()[-40:])
@@ -188,7 +239,21 @@ def _run_xtuner_train(argv: List[str]) -> None:
     if not torch.cuda.is_available():  # mmengine's init_dist sets a CUDA device unconditionally
         torch.cuda.set_device = lambda device: None
     sys.argv = ['xtuner.tools.train', *argv]
-    runpy.run_module('xtuner.tools.train', run_name='__main__', alter_sys=True)
+    try:
+        runpy.run_module('xtuner.tools.train', run_name='__main__', alter_sys=True)
+    except ValueError as e:  # the pairs kept after the filters are too few for the schedule
+        if 'end should be larger than begin' not in str(e):
+            raise
+        opts = argv[argv.index('--cfg-options') + 1:] if '--cfg-options' in argv else []
+        opts = dict(o.split('=', 1) for o in opts if '=' in o and not o.startswith('--'))
+        cfg = _load(argv[0])
+        if opts:
+            from mmengine.config import DictAction
+            cfg.merge_from_dict({k: DictAction._parse_iterable(v) for k, v in opts.items()})
+        need, why = required_pairs(cfg, int(os.environ.get('WORLD_SIZE', 1)))
+        sys.exit(f'error: too few training pairs left after the filters for this schedule '
+                 f'(mmengine: {e}): the config needs at least {need} ({why}); see the '
+                 '"Mask-DPO data: read ... kept ..." line above')
 
 
 if __name__ == '__main__':

@@ -99,6 +99,20 @@ def test_bad_span_is_an_error():
         build_pairs([r])
 
 
+@pytest.mark.parametrize('start, end, field', [(-21, -1, 'start'), (5, 999, 'end'),
+                                                (9, 4, 'end'), (0, 30, 'start')])
+def test_spans_out_of_range_reversed_or_overlapping_are_errors(start, end, field):
+    """In memory too: a span is checked as in files (before, a negative span holding the text
+    and overlapping spans gave pairs)."""
+    r = rec('q', [good('a', 2), good('b') + bad('b')])
+    text = r['responses'][1]
+    s = r['annotations'][1]['sentences'][1]
+    s.update(start=start, end=end, text=text[start:end])
+    with pytest.raises(ValueError, match=rf"question 'q': field 'annotations\[1\]\.sentences"
+                                         rf"\[1\]\.{field}'"):
+        build_pairs([r])
+
+
 def tied_records(n=30):
     """Questions with three perfect answers of different lengths and one bad one."""
     return [rec(f'q{i}', [good(f'{i}-a', 1), good(f'{i}-bb', 2), good(f'{i}-ccc', 3),

@@ -12,6 +12,7 @@ from maskdpo_xtuner.pipeline.annotation import (add_annotator_args, annotate,
                                                 annotator_spec, format_summary, judge_spec)
 from maskdpo_xtuner.io.validate import add_on_error_arg
 from maskdpo_xtuner.cli import tool_parser
+from maskdpo_xtuner.io.errors import tool_main
 
 
 def parse_args(argv=None):
@@ -27,6 +28,7 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+@tool_main
 def main(argv=None, backend=None, annotator=None) -> dict:
     """Run the CLI. ``backend`` (any object with ``generate``) is the judge instead of the one
     the flags describe; ``annotator`` (any object with ``annotate``) replaces the annotator."""

@@ -12,6 +12,7 @@ from maskdpo_xtuner.pairs import TIE_BREAKS
 from maskdpo_xtuner.pipeline.pairing import format_summary, make_pairs
 from maskdpo_xtuner.io.validate import add_on_error_arg
 from maskdpo_xtuner.cli import tool_parser
+from maskdpo_xtuner.io.errors import tool_main
 
 
 def parse_args(argv=None):
@@ -31,6 +32,7 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+@tool_main
 def main(argv=None) -> dict:
     args = parse_args(argv)
     try:

@@ -10,8 +10,10 @@ import time
 
 from maskdpo_xtuner.offline import smollm2
 from maskdpo_xtuner.cli import tool_parser
+from maskdpo_xtuner.io.errors import tool_main
 
 
+@tool_main
 def main(argv=None):
     p = tool_parser(__doc__)
     p.add_argument('--out', help=f'output folder (default {smollm2.default_dir()})')

@@ -6,8 +6,10 @@ the sample data, Llama-3-style chat template) and a random tiny Llama, saved as 
 
 from maskdpo_xtuner.offline.tiny import build_tiny_model
 from maskdpo_xtuner.cli import tool_parser
+from maskdpo_xtuner.io.errors import tool_main
 
 
+@tool_main
 def main(argv=None):
     p = tool_parser(__doc__)
     p.add_argument('--out', default='work_dirs/tiny_cpu/model')

@@ -14,10 +14,11 @@ import glob
 import json
 import math
 import os
-import subprocess
 import sys
 
 from maskdpo_xtuner.cli import tool_parser
+from maskdpo_xtuner.io.errors import tool_main
+from maskdpo_xtuner.io.procs import call
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = 'configs/maskdpo/tiny_cpu_maskdpo.py'
@@ -27,9 +28,9 @@ WORK = 'work_dirs/tiny_cpu'
 def step(title, args):
     print(f'\n=== {title}\n$ {" ".join(args)}', flush=True)
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''))
-    proc = subprocess.run(args, cwd=ROOT, env=env)
-    if proc.returncode != 0:
-        sys.exit(f'demo failed at: {title} (exit code {proc.returncode})')
+    code = call(args, cwd=ROOT, env=env)  # owned: it ends with the demo, however that ends
+    if code != 0:
+        sys.exit(f'demo failed at: {title} (exit code {code})')
 
 
 def parse_args(argv):
@@ -43,6 +44,7 @@ def parse_args(argv):
     return p.parse_known_args(argv)
 
 
+@tool_main
 def main(argv=None):
     args, rest = parse_args(sys.argv[1:] if argv is None else list(argv))
     if not args.tiny:  # a later --out in the options wins over this default

@@ -18,6 +18,7 @@ from maskdpo_xtuner.pipeline.annotation import (add_annotator_args, annotator_sp
                                                 judge_spec)
 from maskdpo_xtuner.io.validate import add_on_error_arg
 from maskdpo_xtuner.cli import tool_parser
+from maskdpo_xtuner.io.errors import tool_main
 
 
 def parse_args(argv=None):
@@ -55,6 +56,7 @@ def settings(args) -> EvalSettings:
                         overwrite=args.overwrite, on_error=args.on_error)
 
 
+@tool_main
 def main(argv=None, backend=None, judge=None) -> dict:
     """Run the CLI. ``backend`` (has ``generate``) replaces the evaluated model's backend and
     ``judge`` the annotator (an object with ``annotate``) or its backend (with ``generate``)."""

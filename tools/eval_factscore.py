@@ -31,6 +31,7 @@ from maskdpo_xtuner.io.validate import add_on_error_arg
 from maskdpo_xtuner.pipeline import (FactScoreSettings, SamplingParams,
                                      add_backend_args, backend_spec, evaluate_factscore)
 from maskdpo_xtuner.cli import tool_parser
+from maskdpo_xtuner.io.errors import tool_main
 
 
 def parse_args(argv=None):
@@ -87,6 +88,7 @@ def settings(args) -> FactScoreSettings:
                              overwrite=args.overwrite, on_error=args.on_error)
 
 
+@tool_main
 def main(argv=None, backend=None, judge=None) -> dict:
     """Run the evaluation; ``backend`` (policy) and ``judge`` may be injected (tests)."""
     args = parse_args(argv)

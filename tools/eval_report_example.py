@@ -26,6 +26,7 @@ from maskdpo_xtuner.pipeline import EvalSettings, evaluate_anah
 from maskdpo_xtuner.studies.world.oracle import WorldOracle
 from maskdpo_xtuner.studies.world.world import KINDS, OPENER, World
 from maskdpo_xtuner.cli import tool_parser
+from maskdpo_xtuner.io.errors import tool_main
 
 
 class ScriptedPolicy:
@@ -82,6 +83,7 @@ def factscore_fixture(annotated_path: str, out_dir: str, gamma: float) -> None:
                   indent=1)
 
 
+@tool_main
 def main(argv=None) -> str:
     p = tool_parser(__doc__)
     p.add_argument('--out-dir', default='work_dirs/eval_example')

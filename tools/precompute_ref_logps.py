@@ -15,8 +15,10 @@ Resumable: every ``--save-every`` pairs the finished ones are kept in shards bes
 the rest. The job itself: maskdpo_xtuner/model/reference.py:precompute_from_config.
 """
 from maskdpo_xtuner.cli import cfg_options, tool_parser
+from maskdpo_xtuner.io.errors import tool_main
 
 
+@tool_main
 def main(argv=None):
     p = tool_parser(__doc__)
     p.add_argument('config')
@@ -31,10 +33,7 @@ def main(argv=None):
     from maskdpo_xtuner.model.reference import precompute_from_config
     cfg = Config.fromfile(args.config)
     cfg.merge_from_dict(cfg_options(args.cfg_options))
-    try:
-        return precompute_from_config(cfg, args.batch_size, args.save_every)
-    except ValueError as e:
-        raise SystemExit(f'error: {e}')
+    return precompute_from_config(cfg, args.batch_size, args.save_every)
 
 
 if __name__ == '__main__':

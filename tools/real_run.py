@@ -20,6 +20,7 @@ from maskdpo_xtuner.cli import tool_parser
 from maskdpo_xtuner.studies.real.run import RealRun
 from maskdpo_xtuner.studies.real.settings import (ABLATIONS, ARMS, MAIN_ARMS, PRESETS,
                                                   RealRunSettings, settings_from)
+from maskdpo_xtuner.io.errors import tool_main
 
 SETUP = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'setup_vllm.sh')
 
@@ -56,15 +57,13 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+@tool_main
 def main(argv=None) -> dict:
     a = parse_args(argv)
     arms = list(a.arms or MAIN_ARMS) + (list(ABLATIONS) if a.ablations else [])
     opts = {k: v for k, v in vars(a).items() if k not in ('out', 'model', 'preset', 'arms',
                                                           'ablations')}
-    try:
-        s = settings_from(a.preset, arms=tuple(dict.fromkeys(arms)), **opts)
-    except ValueError as e:
-        raise SystemExit(f'error: {e}')
+    s = settings_from(a.preset, arms=tuple(dict.fromkeys(arms)), **opts)
     os.environ['MASKDPO_VLLM_PYTHON'] = serve.vllm_python(SETUP, build=True)  # built once
     model = a.model or str(smollm2.build())
     # SIGTERM (kill, a scheduler's stop) unwinds like Ctrl-C, so the vLLM servers are stopped

@@ -25,6 +25,7 @@ from maskdpo_xtuner.evaluation.compare import (NotComparable, anah_report, check
 from maskdpo_xtuner.evaluation.report import load_anah, load_factscore, plot
 from maskdpo_xtuner.io.validate import RecordError
 from maskdpo_xtuner.cli import tool_parser
+from maskdpo_xtuner.io.errors import tool_main
 
 
 def parse_specs(specs, flag: str, multi: bool = False):
@@ -58,6 +59,7 @@ def write_view(specs, path: str, report_path, title: str) -> str:
     return f'Every answer, sentence by sentence with its label, per model: [{link}]({link})'
 
 
+@tool_main
 def main(argv=None) -> str:
     p = tool_parser(__doc__)
     p.add_argument('--runs', nargs='+', default=[], help='NAME=DIR_OR_METRICS_JSON ...')

@@ -11,6 +11,7 @@ from maskdpo_xtuner.pipeline import (SamplingParams, add_backend_args, backend_s
                                      load_questions, sample)
 from maskdpo_xtuner.io.validate import add_on_error_arg
 from maskdpo_xtuner.cli import tool_parser
+from maskdpo_xtuner.io.errors import tool_main
 
 
 def parse_args(argv=None):
@@ -44,6 +45,7 @@ def sampling_params(args) -> SamplingParams:
                           repetition_penalty=args.repetition_penalty, min_p=args.min_p)
 
 
+@tool_main
 def main(argv=None, backend=None) -> dict:
     """Run the CLI; ``backend`` (any object with ``generate``) replaces the one the flags
     describe."""

@@ -14,10 +14,13 @@ import sys
 
 from maskdpo_xtuner.generation import serve
 from maskdpo_xtuner.cli import tool_parser
+from maskdpo_xtuner.io.secrets import NO_KEY, api_key
+from maskdpo_xtuner.io.errors import tool_main
 
 SETUP = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'setup_vllm.sh')
 
 
+@tool_main
 def main(argv=None):
     p = tool_parser(__doc__)
     p.add_argument('--backend', '--engine', dest='engine', choices=['vllm', 'lmdeploy'],
@@ -25,7 +28,8 @@ def main(argv=None):
     p.add_argument('--model', required=True, help='a Hugging Face model folder')
     p.add_argument('--host', default='127.0.0.1')
     p.add_argument('--port', type=int, default=8000)
-    p.add_argument('--api-key', help='require this key (Authorization: Bearer KEY)')
+    p.add_argument('--api-key', help='require this key (Authorization: Bearer KEY); better set '
+                   '$MASKDPO_API_KEY (a key on the command line is visible to every user)')
     p.add_argument('--served-name', help='the model name clients send (default: --model)')
     p.add_argument('--log', default='work_dirs/serve.log')
     p.add_argument('--max-model-len', type=int, default=1024, help='vLLM only')
@@ -35,6 +39,8 @@ def main(argv=None):
     p.add_argument('--ready-timeout', type=float, default=300)
     p.add_argument('--print-command', action='store_true')
     args = p.parse_args(argv)
+    key = api_key(args.api_key)  # $MASKDPO_API_KEY, or the flag (warned about)
+    args.api_key = None if key == NO_KEY else key
     if args.engine == 'vllm':
         cmd = serve.vllm_command(args.model, args.port, args.host, api_key=args.api_key,
                                  served_name=args.served_name, max_model_len=args.max_model_len,
@@ -45,7 +51,8 @@ def main(argv=None):
                                      api_key=args.api_key, served_name=args.served_name)
         env = None
     if args.print_command:
-        print(shlex.join(cmd))
+        print(shlex.join(cmd) + (f'  # with {", ".join(cmd.secret_env)} set to the key in its '
+                                 'environment' if cmd.secret_env else ''))
         return
     server = serve.Server(cmd, args.port, args.log, args.host, env, args.api_key,
                           args.ready_timeout)

@@ -14,6 +14,7 @@ The page is self-contained (no server, no network) and opens in any browser. See
 import os
 
 from maskdpo_xtuner.cli import cfg_options, tool_parser
+from maskdpo_xtuner.io.errors import tool_main
 
 
 def parse_args(argv=None):
@@ -35,6 +36,9 @@ def parse_args(argv=None):
     p.add_argument('--evals', nargs='+', metavar='NAME=DIR', default=[],
                    help='tools/eval_anah.py output folders, one per model')
     p.add_argument('--title', default='Mask-DPO view')
+    p.add_argument('--on-error', choices=('raise', 'skip'), default='raise',
+                   help='an invalid pair: stop naming file:line:field (raise), or count it in '
+                        "the page's summary and show the others (skip)")
     p.add_argument('--screenshot', metavar='PNG',
                    help='also save a PNG of the page drawn by headless chromium')
     p.add_argument('--screenshot-at', default='', metavar='STATE',
@@ -84,6 +88,7 @@ def parse_evals(specs) -> dict:
     return out
 
 
+@tool_main
 def main(argv=None) -> str:
     args = parse_args(argv)
     from maskdpo_xtuner.view import build_evals_view, build_pairs_view, write_page
@@ -97,7 +102,7 @@ def main(argv=None) -> str:
         mode = s['mask_mode']
         pairs = build_pairs_view(s['data_files'], s['tokenizer'], s['max_length'],
                                  s['separator_tokens'], s['end_tokens'], s['filters'],
-                                 s['map_fn'])
+                                 s['map_fn'], args.on_error)
         sm = pairs['summary']
         print(f"pairs: {sm['valid']} valid of {sm['read']} records, {sm['trained']} trained; "
               f"masked share under {mode}: {sm['masked_share'][mode]:.3f}")

@@ -11,9 +11,10 @@ reference, dataset tokenizer) at the new one; other ``--cfg-options`` pass throu
 ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` for ``--resume PATH`` (maskdpo_xtuner/train.py).
 """
 import os
-import subprocess
 import sys
 
+from maskdpo_xtuner.io.errors import tool_main
+from maskdpo_xtuner.io.procs import call
 from maskdpo_xtuner.train import train_command, train_env, validate_training_data
 from maskdpo_xtuner.cli import tool_parser
 
@@ -31,11 +32,15 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+@tool_main
 def main(argv=None) -> int:
     args = parse_args(argv)
+    bad = [kv for kv in args.cfg_options if '=' not in kv]
+    if bad:
+        raise SystemExit(f'error: --cfg-options expects KEY=VALUE, got {bad[0]!r}')
     options = dict(kv.split('=', 1) for kv in args.cfg_options)
     try:  # the data first: XTuner loads the models before it reads the dataset
-        for line in validate_training_data(args.config, options):
+        for line in validate_training_data(args.config, options, args.nproc):
             print(line, flush=True)
     except ValueError as e:
         print(f'error: {e}', file=sys.stderr)
@@ -43,7 +48,7 @@ def main(argv=None) -> int:
     cmd = train_command(args.config, args.work_dir, args.model, options, args.resume,
                         args.deepspeed, args.nproc)
     print('$ ' + ' '.join(cmd), flush=True)
-    return subprocess.call(cmd, env=train_env())
+    return call(cmd, env=train_env())  # the trainer ends with this process, however it ends
 
 
 if __name__ == '__main__':

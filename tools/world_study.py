@@ -15,6 +15,7 @@ the same --out only does the new work.
 """
 
 from maskdpo_xtuner.cli import tool_parser
+from maskdpo_xtuner.io.errors import tool_main
 
 
 def parse_args(argv=None):
@@ -42,6 +43,7 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+@tool_main
 def main(argv=None) -> dict:
     a = parse_args(argv)
     from maskdpo_xtuner.studies.world.study import run_study

@@ -9,8 +9,12 @@
 2. Rank 0 (``LOCAL_RANK``, else ``torch.distributed``'s, else ``RANK``) builds it if
    that folder does not exist: raw records -> ``map(num_proc=...)`` running the same per-record
    code as the list backend (``validate_record``, ``tokenize_pair``, ``filter_reason``) ->
-   int32 ids and labels, int8 token classes -> ``save_to_disk`` into ``DIR/.building-*``, then
-   one ``rename``: a killed build leaves only a ``.building-*`` folder, which nothing trusts.
+   int32 ids and labels, int8 token classes -> ``save_to_disk`` into
+   ``DIR/.building-<key>-<host>-<pid>``, then one ``rename``: a killed build leaves only a
+   ``.building-*`` folder, which nothing reads, and which the next build on that machine
+   removes once its process is gone. The ``num_proc`` workers (and the manager ``datasets``
+   forks beside them) die with the process that forked them, even after a SIGKILL
+   (``prctl(PR_SET_PDEATHSIG)`` and a watchdog: maskdpo_xtuner/io/procs.py).
    The other ranks wait for the folder (or for rank 0's ``<key>.failed`` note) and open it.
 3. Every start logs the read report stored with the set (``report.json``).
 
@@ -26,7 +30,9 @@ import hashlib
 import inspect
 import json
 import os
+import re
 import shutil
+import socket
 import time
 from collections import Counter
 from typing import Callable, Optional, Sequence
@@ -34,7 +40,10 @@ from typing import Callable, Optional, Sequence
 from mmengine.logging import print_log
 from torch.utils.data import Dataset
 
+from maskdpo_xtuner.io.atomic import atomic_file, stale_owner
 from maskdpo_xtuner.io.manifest import hash_file
+from maskdpo_xtuner.io.procs import die_with_parent, guard_forks
+from maskdpo_xtuner.io.validate import iter_text_lines
 from maskdpo_xtuner.dataset.ref_logps import checked_ref_logps, ref_logps_of, tokenizer_fingerprint
 from maskdpo_xtuner.dataset.records import ReadReport, RecordError, _apply, validate_record
 from maskdpo_xtuner.labels import UNLABELLED
@@ -67,6 +76,8 @@ def encode(raw, source: str, line: int, tokenizer, max_length: int, filters, map
     row.update(prompt_tokens=0, source=f'{source}:{line}', _status='', _field='', _message='',
                _loose=0)
     try:
+        if isinstance(raw, RecordError):  # not UTF-8, a line over the limit
+            raise raw
         rec = _parse_json(raw) if parse else raw
         if map_fn is not None:
             rec = _apply(map_fn, rec)
@@ -91,10 +102,16 @@ def _parse_json(line: str):
         raise RecordError('bad_json', '<line>', f'invalid JSON: {e}')
 
 
-def _encode_row(row, idx, source_name, **kw):
-    """``map`` adapter: JSONL rows are (source, line, text); others are the record itself."""
+def _encode_row(row, idx, source_name, owner=None, **kw):
+    """``map`` adapter: JSONL rows are (source, line, text); others are the record itself.
+    In a worker forked by ``map(num_proc=...)`` (its pid is not ``owner``'s), the worker is
+    first bound to die with its parent."""
+    if owner is not None and os.getpid() != owner:
+        die_with_parent(owner)
     if source_name is None:
-        return encode(row['text'], row['source'], row['line'], parse=True, **kw)
+        reason, _, message = row['error'].partition('\t')
+        raw = RecordError(reason, '<line>', message) if reason else row['text']
+        return encode(raw, row['source'], row['line'], parse=True, **kw)
     return encode(dict(row), source_name, idx + 1, parse=False, **kw)
 
 
@@ -112,16 +129,20 @@ def _jsonl_files(data_files, source):
 
 
 def _lines(paths):
+    """The raw lines, as the list backend reads them (maskdpo_xtuner/io/validate.py): a line
+    that is not UTF-8 or is over the line limit becomes an error the map reports."""
     for path in paths:
-        with open(path, encoding='utf-8') as f:
-            for lineno, line in enumerate(f, 1):
-                if line.strip():
-                    yield {'source': path, 'line': lineno, 'text': line}
+        for lineno, line in iter_text_lines(path):
+            bad = isinstance(line, RecordError)
+            yield {'source': path, 'line': lineno, 'text': '' if bad else line,
+                   'error': f'{line.reason}\t{line.message}' if bad else ''}
 
 
 def _raw_dataset(files, source, work: str):
     import datasets
     if files is not None:
+        for path in files:  # an unreadable or empty file: named here, not inside datasets
+            next(iter_text_lines(path))
         return datasets.Dataset.from_generator(_lines, gen_kwargs={'paths': files},
                                                cache_dir=work)
     kw = dict(source)
@@ -180,10 +201,8 @@ def _tokenizer_id(tokenizer, cache_dir: str) -> str:
                       tokenizer.all_special_tokens])
     memo = os.path.join(cache_dir, '.tokenizers', hashlib.sha256(raw.encode()).hexdigest())
     if not os.path.exists(memo):
-        os.makedirs(os.path.dirname(memo), exist_ok=True)
-        with open(f'{memo}.tmp{os.getpid()}', 'w') as f:
+        with atomic_file(memo) as f:
             f.write(tokenizer_fingerprint(tokenizer))
-        os.replace(f'{memo}.tmp{os.getpid()}', memo)
     with open(memo) as f:
         return f.read().strip()
 
@@ -265,7 +284,9 @@ def _build(final, key, files, source, tokenizer, max_length, filters, on_error, 
     import datasets
     if os.path.exists(f'{final}.failed'):
         os.remove(f'{final}.failed')
-    work = f'{os.path.dirname(final)}/.building-{os.path.basename(final)}-{os.getpid()}'
+    remove_dead_builds(os.path.dirname(final))
+    work = (f'{os.path.dirname(final)}/.building-{os.path.basename(final)}-'
+            f'{socket.gethostname()}-{os.getpid()}')
     scratch = os.path.join(work, 'scratch')  # the raw rows and map's shards
     os.makedirs(scratch)
     bars = datasets.is_progress_bar_enabled()
@@ -275,11 +296,12 @@ def _build(final, key, files, source, tokenizer, max_length, filters, on_error, 
         raw = _raw_dataset(files, source, os.path.join(scratch, 'raw'))
         kw = dict(tokenizer=tokenizer, max_length=max_length, filters=tuple(filters),
                   map_fn=map_fn, source_name=None if files is not None else
-                  str(source.get('path')))
-        rows = raw.map(_encode_row, with_indices=True, fn_kwargs=kw, features=features(),
-                       remove_columns=raw.column_names, num_proc=num_proc if num_proc > 1
-                       else None, cache_file_name=os.path.join(scratch, 'mapped.arrow'),
-                       new_fingerprint=digest(key) + 'm', desc='tokenizing pairs')
+                  str(source.get('path')), owner=os.getpid() if num_proc > 1 else None)
+        with guard_forks() if num_proc > 1 else contextlib.nullcontext():
+            rows = raw.map(_encode_row, with_indices=True, fn_kwargs=kw, features=features(),
+                           remove_columns=raw.column_names, num_proc=num_proc if num_proc > 1
+                           else None, cache_file_name=os.path.join(scratch, 'mapped.arrow'),
+                           new_fingerprint=digest(key) + 'm', desc='tokenizing pairs')
         report = _report(rows, on_error)
         kept = rows.filter(lambda s: s == '', input_columns='_status',
                            cache_file_name=os.path.join(scratch, 'kept.arrow'),
@@ -302,6 +324,25 @@ def _build(final, key, files, source, tokenizer, max_length, filters, on_error, 
         if bars:
             datasets.enable_progress_bars()
         _remove(work)  # nothing is left when the rename happened; a failed build's scratch
+
+
+_BUILDING = re.compile(r'^\.building-[0-9a-f]+-(?:(.+)-)?(\d+)$')
+
+
+def remove_dead_builds(cache_dir: str) -> list:
+    """Remove the ``.building-<key>-<host>-<pid>`` folders of builds that ran on this machine
+    and whose process is gone (killed); a build still running, or on another machine sharing
+    the folder, is left alone. Returns the folders removed."""
+    removed = []
+    for name in os.listdir(cache_dir) if os.path.isdir(cache_dir) else []:
+        m = _BUILDING.match(name)  # .building-<key>-<host>-<pid> (or the older -<pid>)
+        if m and stale_owner(int(m.group(2)), m.group(1)):
+            shutil.rmtree(os.path.join(cache_dir, name), ignore_errors=True)
+            removed.append(name)
+    if removed:
+        print_log(f'removed {len(removed)} folder(s) of killed dataset builds in {cache_dir}: '
+                  f'{removed}', logger='current')
+    return removed
 
 
 def _remove(path):
@@ -337,9 +378,8 @@ def _report(rows, on_error: str) -> dict:
 
 def _note_failure(failed: str, e: BaseException):
     with contextlib.suppress(OSError):  # the build's own error is the one to raise
-        with open(f'{failed}.tmp{os.getpid()}', 'w') as f:
+        with atomic_file(failed) as f:
             f.write(f'{type(e).__name__}: {e}')
-        os.replace(f'{failed}.tmp{os.getpid()}', failed)
 
 
 def _wait(final: str, failed: str, timeout: float):

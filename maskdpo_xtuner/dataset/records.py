@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Tuple
 
 from maskdpo_xtuner.labels import KNOWN_LABELS, is_hallucinated
-from maskdpo_xtuner.io.validate import RecordError, iter_lines
+from maskdpo_xtuner.io.validate import RecordError, check_length, iter_lines
 
 Span = Tuple[int, int, bool]  # (start, end, hallucinated), character offsets into the response
 
@@ -179,8 +179,11 @@ def validate_record(rec) -> Pair:
         if key not in rec:
             raise RecordError('missing_field', key, 'missing')
     prompt = _messages(rec['prompt'], 'prompt', 'user')
+    check_length(''.join(m['content'] for m in prompt), 'question', 'prompt')
     chosen = _response(rec['chosen'], 'chosen')
     rejected = _response(rec['rejected'], 'rejected')
+    for name, text in (('chosen', chosen), ('rejected', rejected)):
+        check_length(text, 'response', name)  # maskdpo_xtuner/io/limits.py
     c_spans, c_loose = locate_sentences(chosen, rec['chosen_item'], 'chosen_item')
     r_spans, r_loose = locate_sentences(rejected, rec['rejected_item'], 'rejected_item')
     meta = {k: rec[k] for k in ('id', 'question_id', 'topic') if k in rec}

@@ -40,6 +40,7 @@ from typing import Dict, List, Sequence
 import torch
 from mmengine.logging import print_log
 
+from maskdpo_xtuner.io.atomic import atomic_file, remove_stale
 from maskdpo_xtuner.io.manifest import hash_file
 
 FORMAT = 1
@@ -114,9 +115,8 @@ def _local_snapshot(repo_id, revision):
 # ---------------------------------------------------------------------------- file
 def _save_atomic(obj, path: str):
     """torch.save to a temporary file renamed over ``path``; the temporary is removed on any
-    failure, and leftovers of killed writers (``path.tmp*``) are removed first."""
-    for stale in glob.glob(glob.escape(path) + '.tmp*'):
-        os.remove(stale)
+    failure, and leftovers of killed writers (``path.tmp<pid>``) are removed first."""
+    remove_stale(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f'{path}.tmp{os.getpid()}'
     try:
@@ -161,10 +161,8 @@ class PartialRefLogps:
                     shutil.rmtree(self.dir, ignore_errors=True)
         if rank == 0 and not os.path.exists(keyfile):
             os.makedirs(self.dir, exist_ok=True)
-            tmp = keyfile + '.tmp'
-            with open(tmp, 'w', encoding='utf-8') as f:
+            with atomic_file(keyfile) as f:
                 json.dump(ident, f)
-            os.replace(tmp, keyfile)
 
     def done(self) -> Dict[int, tuple]:
         """Every pair in a readable shard (of any rank)."""

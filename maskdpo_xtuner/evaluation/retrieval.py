@@ -11,7 +11,7 @@ import re
 import sqlite3
 from typing import Dict, Iterable, List, Optional, Tuple
 
-from maskdpo_xtuner.io.jsonl import iter_jsonl
+from maskdpo_xtuner.io.validate import RecordError, iter_lines
 from maskdpo_xtuner.annotate.split import split_sentences
 
 SQLITE_SEPARATOR = '####SPECIAL####SEPARATOR####'
@@ -55,6 +55,26 @@ def retrieval_query(topic: str, fact: str) -> str:
     return ' '.join(missing + [fact])
 
 
+def _check_article(rec) -> Tuple[str, object]:
+    """(title, text) of one JSONL knowledge record: a string title, a string or string list."""
+    if isinstance(rec, RecordError):
+        raise rec
+    if not isinstance(rec, dict):
+        raise RecordError('not_an_object', '<line>', 'expected {"title", "text"}')
+    for key in ('title', 'text'):
+        if key not in rec:
+            raise RecordError('missing_field', key, 'missing: a knowledge record needs "title" '
+                              'and "text"')
+    title, text = rec['title'], rec['text']
+    if not isinstance(title, str):
+        raise RecordError('bad_type', 'title', f'expected a string, got {type(title).__name__}')
+    if not isinstance(text, str) and not (isinstance(text, list)
+                                          and all(isinstance(t, str) for t in text)):
+        raise RecordError('bad_type', 'text', 'expected a string or a list of strings, got '
+                          f'{type(text).__name__}')
+    return title, text
+
+
 class KnowledgeSource:
     """Passages per topic title from a JSONL or FActScore-layout SQLite file (see module doc).
 
@@ -69,22 +89,33 @@ class KnowledgeSource:
         self._db = None
         self._cache: Dict[str, Tuple[List[str], object]] = {}
         if self._is_sqlite(path):
-            self._db = sqlite3.connect(path)
-            self._db.execute('SELECT title, text FROM documents LIMIT 1')  # checks the layout
+            self._db = sqlite3.connect(f'file:{path}?mode=ro', uri=True)
+            try:  # checks the layout
+                self._db.execute('SELECT title, text FROM documents LIMIT 1')
+            except sqlite3.DatabaseError as e:
+                raise ValueError(f'{path}: not a knowledge database in FActScore\'s layout (a '
+                                 f'table documents(title, text)): {e}') from None
+        elif path.endswith('.db'):
+            raise ValueError(f'{path}: not a SQLite database (FActScore\'s layout); a JSON Lines '
+                             'knowledge file must end in .jsonl')
         else:
             wanted = None if topics is None else set(topics)
-            for i, rec in enumerate(iter_jsonl(path), 1):
-                if 'title' not in rec or 'text' not in rec:
-                    raise ValueError(f'{path}: record {i} needs "title" and "text"')
-                if wanted is None or rec['title'] in wanted:
-                    text = rec['text']
-                    self._units.setdefault(rec['title'], []).extend(
+            for i, rec in iter_lines(path):
+                try:
+                    title, text = _check_article(rec)
+                except RecordError as err:
+                    raise err.at(path, i) from None
+                if wanted is None or title in wanted:
+                    self._units.setdefault(title, []).extend(
                         [text] if isinstance(text, str) else text)
 
     @staticmethod
     def _is_sqlite(path: str) -> bool:
-        with open(path, 'rb') as f:
-            return f.read(16) == b'SQLite format 3\x00'
+        try:
+            with open(path, 'rb') as f:
+                return f.read(16) == b'SQLite format 3\x00'
+        except IsADirectoryError:
+            return False
 
     def _lookup(self, topic: str) -> Optional[List[str]]:
         if self._db is None:

@@ -24,8 +24,16 @@ import requests
 
 from maskdpo_xtuner.generation.base import (Completion, SamplingParams, check_choice,
                                              choice_regex, copy_seeds)
+from maskdpo_xtuner.io.errors import ToolError
 
 RETRY_STATUS = {408, 429}  # besides every 5xx: the server is busy or restarting
+AUTH_STATUS = {401, 403}
+CHECK_KEY = ('check the key: MASKDPO_API_KEY (the judge\'s: MASKDPO_JUDGE_API_KEY) or '
+             '--api-key must be one the server was started with (its --api-key / --api-keys, '
+             'or VLLM_API_KEY)')
+CHECK_SERVER = ('check that the server is running and listening there (tools/serve.py prints '
+                '"ready at URL"), the host and port of --endpoints, and that no firewall or proxy '
+                'is in the way')
 
 
 class _Aborted(Exception):
@@ -104,6 +112,24 @@ class OpenAIBackend:
                 self._failed_at[endpoint] = now = time.monotonic()
                 self._down_until[endpoint] = now + self.cooldown
 
+    def check_endpoints(self, timeout: float = 10.0) -> None:
+        """Before any work: ``GET /v1/models`` on each endpoint. A refused key (401/403) on any,
+        or no endpoint reachable at all, is a :class:`ToolError` naming the URLs and what to
+        check (later failures are retried until ``retry_deadline``: a restart is survived)."""
+        unreachable = {}
+        for e in self.endpoints:
+            try:
+                r = requests.get(e + '/v1/models', timeout=timeout,
+                                 headers={'Authorization': f'Bearer {self.api_key}'})
+            except requests.RequestException as err:
+                unreachable[e] = f'{type(err).__name__}: {err}'
+                continue
+            if r.status_code in AUTH_STATUS:
+                raise ToolError(f'{e}/v1/models refused the API key (HTTP {r.status_code}): '
+                                f'{CHECK_KEY}')
+        if len(unreachable) == len(self.endpoints):
+            raise ToolError(f'no endpoint answers: {unreachable}; {CHECK_SERVER}')
+
     def request_body(self, messages: List[dict], params: SamplingParams,
                      seed: Optional[int]) -> dict:
         """The JSON body of one request (greedy: temperature 1.0, top_k 1, top_p 1.0, min_p 0)."""
@@ -137,7 +163,9 @@ class OpenAIBackend:
         if r.status_code >= 500 or r.status_code in RETRY_STATUS:
             return None, f'HTTP {r.status_code}: {r.text[:500]}'
         # a client error (bad request, wrong key, unknown model) will not go away by retrying
-        raise RuntimeError(f'{url} answered HTTP {r.status_code}: {r.text[:500]}')
+        if r.status_code in AUTH_STATUS:
+            raise ToolError(f'{url} refused the API key (HTTP {r.status_code}): {CHECK_KEY}')
+        raise ToolError(f'{url} answered HTTP {r.status_code}: {r.text[:500]}')
 
     def _complete(self, body: dict, abort: threading.Event, preferred: str) -> str:
         first_failure, failures, errors = None, 0, {}
@@ -162,10 +190,12 @@ class OpenAIBackend:
             errors[endpoint] = error
             if now - first_failure >= self.retry_deadline or \
                     (self.max_retries is not None and failures > self.max_retries):
-                raise RuntimeError(
+                hint = CHECK_SERVER if error.startswith(('ConnectionError', 'ConnectTimeout')) \
+                    else 'the server kept failing; see its log'
+                raise ToolError(
                     f'{endpoint}/v1/chat/completions failed after {failures} attempts over '
                     f'{now - first_failure:.0f} s (retry deadline {self.retry_deadline} s); '
-                    f'last error: {error}; endpoints that failed: {sorted(errors)}')
+                    f'last error: {error}; endpoints that failed: {sorted(errors)}; {hint}')
 
     def choose(self, conversations: List[List[dict]], choices: List[str],
                max_new_tokens: int = 32) -> List[str]:

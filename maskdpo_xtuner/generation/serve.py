@@ -12,16 +12,41 @@ vLLM runs from its own venv (``bash tools/setup_vllm.sh`` prints its python; pas
 ``python=`` or set ``MASKDPO_VLLM_PYTHON``, see :func:`vllm_python`); the
 command line is the one that works on these CPUs (``--dtype float32 --enforce-eager``: ~30 s
 to start instead of ~130 s compiled; ``VLLM_CPU_KVCACHE_SPACE=1`` GB of KV cache).
+
+The server is owned by the process that starts it (:class:`maskdpo_xtuner.io.procs.Child`): a
+watchdog stops its whole group within seconds when that process dies, even by SIGKILL. An API
+key never appears on the server's command line nor in its log: the command functions return
+a :class:`ServerCommand` that carries it as an environment variable (``VLLM_API_KEY`` for vLLM;
+for LMDeploy, which reads no such variable, a two-line launcher appends ``--api-keys`` inside
+the process, where ``ps`` does not show it).
 """
 import os
-import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import List, Optional, Sequence
 
 import requests
+
+from maskdpo_xtuner.io.procs import Child
+from maskdpo_xtuner.io.secrets import redact, redact_command
+
+SERVER_KEY_VAR = 'MASKDPO_SERVER_API_KEY'  # the key handed to an LMDeploy server's launcher
+# LMDeploy's CLI with the key from the environment appended in-process (not on the command line)
+_LMDEPLOY_WITH_KEY = ('import os, sys; from lmdeploy.cli import run; sys.argv = ["lmdeploy"] + '
+                      f'sys.argv[1:] + ["--api-keys", os.environ["{SERVER_KEY_VAR}"]]; '
+                      'sys.exit(run())')
+
+
+class ServerCommand(list):
+    """A server's command line (a list of strings) plus ``secret_env``: environment variables
+    the server needs (its API key), given to the process by :class:`Server`, never logged."""
+
+    def __init__(self, args, secret_env: Optional[dict] = None):
+        super().__init__(args)
+        self.secret_env = dict(secret_env or {})
 
 def vllm_python(setup_script: Optional[str] = None, build: bool = False) -> Optional[str]:
     """The python of the vLLM venv: ``$MASKDPO_VLLM_PYTHON`` (``tools/run.sh test`` sets it), else
@@ -61,13 +86,11 @@ def vllm_command(model: str, port: int, host: str = '127.0.0.1', python: Optiona
            '--max-model-len', str(max_model_len), '--enforce-eager']
     if served_name:
         cmd += ['--served-model-name', served_name]
-    if api_key:
-        cmd += ['--api-key', api_key]
     if log_requests:
         cmd += ['--enable-log-requests']
     if not chunked_prefill:
         cmd += ['--no-enable-chunked-prefill']
-    return cmd + list(extra)
+    return ServerCommand(cmd + list(extra), {'VLLM_API_KEY': api_key} if api_key else None)
 
 
 def vllm_env(kv_cache_gb: int = 1, cpus: Optional[str] = None) -> dict:
@@ -80,17 +103,23 @@ def vllm_env(kv_cache_gb: int = 1, cpus: Optional[str] = None) -> dict:
     return env
 
 
-def lmdeploy_command(model: str, port: int, host: str = '0.0.0.0', tp: int = 1,
+def lmdeploy_command(model: str, port: int, host: str = '127.0.0.1', tp: int = 1,
                      backend: str = 'turbomind', api_key: Optional[str] = None,
-                     served_name: Optional[str] = None, extra: Sequence[str] = ()) -> List[str]:
-    """``lmdeploy serve api_server ...`` for a GPU machine (LMDeploy 0.11's flags)."""
-    cmd = ['lmdeploy', 'serve', 'api_server', str(model), '--server-name', host,
-           '--server-port', str(port), '--tp', str(tp), '--backend', backend]
+                     served_name: Optional[str] = None, extra: Sequence[str] = (),
+                     python: Optional[str] = None) -> List[str]:
+    """``lmdeploy serve api_server ...`` for a GPU machine (LMDeploy 0.11's flags). It listens
+    on ``host`` 127.0.0.1 (this machine only) unless told otherwise (LMDeploy's own default is
+    0.0.0.0: every interface). With ``api_key``, LMDeploy is started through ``python``
+    (default: this one) with the key from the environment (module docstring)."""
+    args = ['serve', 'api_server', str(model), '--server-name', host,
+            '--server-port', str(port), '--tp', str(tp), '--backend', backend]
     if served_name:
-        cmd += ['--model-name', served_name]
-    if api_key:
-        cmd += ['--api-keys', api_key]
-    return cmd + list(extra)
+        args += ['--model-name', served_name]
+    args += list(extra)
+    if not api_key:
+        return ServerCommand(['lmdeploy'] + args)
+    return ServerCommand([python or sys.executable, '-c', _LMDEPLOY_WITH_KEY] + args,
+                         {SERVER_KEY_VAR: api_key})
 
 
 def free_port() -> int:
@@ -100,27 +129,36 @@ def free_port() -> int:
 
 
 class Server:
-    """One server process group: :meth:`start`, :meth:`wait_ready`, :meth:`stop`."""
+    """One server process group: :meth:`start`, :meth:`wait_ready`, :meth:`stop`.
+
+    ``api_key``: the key clients send (health checks use it); by default the one the command
+    carries (:class:`ServerCommand`)."""
 
     def __init__(self, cmd: List[str], port: int, log: str, host: str = '127.0.0.1',
                  env: Optional[dict] = None, api_key: Optional[str] = None,
                  ready_timeout: float = 300):
         self.cmd, self.port, self.log, self.env = cmd, port, str(log), env
+        self.secret_env = dict(getattr(cmd, 'secret_env', {}))
         self.url = f'http://{host}:{port}'
-        self.api_key, self.ready_timeout = api_key, ready_timeout
-        self.proc: Optional[subprocess.Popen] = None
+        self.api_key = api_key or next(iter(self.secret_env.values()), None)
+        self.ready_timeout = ready_timeout
+        self.child: Optional[Child] = None
         self.start_seconds: Optional[float] = None
 
+    @property
+    def proc(self):
+        return None if self.child is None else self.child.proc
+
     def start(self) -> 'Server':
-        if self.proc is not None and self.proc.poll() is None:
-            raise RuntimeError(f'{self.url}: already running (pid {self.proc.pid})')
+        if self.child is not None and self.child.poll() is None:
+            raise RuntimeError(f'{self.url}: already running (pid {self.child.pid})')
         Path(self.log).parent.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ if self.env is None else self.env, **self.secret_env)
         with open(self.log, 'a') as out:
-            out.write(f'[serve] $ {" ".join(self.cmd)}\n')
+            shown = redact(' '.join(redact_command(self.cmd)), [self.api_key])
+            out.write(f'[serve] $ {shown}\n')
             out.flush()
-            self.proc = subprocess.Popen(self.cmd, stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, env=self.env,
-                                         start_new_session=True)
+            self.child = Child(list(self.cmd), stdout=out, stderr=subprocess.STDOUT, env=env)
         return self
 
     def healthy(self) -> bool:
@@ -136,8 +174,10 @@ class Server:
         t0 = time.monotonic()
         deadline = t0 + (timeout or self.ready_timeout)
         while not self.healthy():
-            if self.proc.poll() is not None:
-                raise RuntimeError(f'{self.url}: server exited with {self.proc.returncode}; '
+            if self.child.poll() is not None:
+                code = self.child.returncode
+                self.stop()
+                raise RuntimeError(f'{self.url}: server exited with {code}; '
                                    f'log {self.log}:\n{self.log_tail()}')
             if time.monotonic() > deadline:
                 self.stop()
@@ -148,35 +188,16 @@ class Server:
         return self.start_seconds
 
     def stop(self, timeout: float = 30) -> None:
-        """SIGTERM to the whole process group, SIGKILL after ``timeout`` seconds."""
-        if self.proc is None:
-            return
-        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10)):
-            try:
-                os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                self.proc.wait(wait)
-            except subprocess.TimeoutExpired:
-                continue
-            end = time.monotonic() + 5  # the leader is gone; give its workers 5 s to follow
-            while self._group_alive() and time.monotonic() < end:
-                time.sleep(0.2)
-            if not self._group_alive():
-                break
-        self.proc = None
-
-    def _group_alive(self) -> bool:
-        try:
-            os.killpg(self.proc.pid, 0)
-            return True
-        except ProcessLookupError:
-            return False
+        """SIGTERM to the whole process group, SIGKILL after ``timeout`` seconds (vLLM's
+        engine workers are separate processes that outlive a killed API server)."""
+        if self.child is not None:
+            self.child.stop(grace=timeout)
+        self.child = None
 
     def log_tail(self, n: int = 30) -> str:
         try:
-            return ''.join(open(self.log, errors='replace').readlines()[-n:])
+            with open(self.log, errors='replace') as f:
+                return redact(''.join(f.readlines()[-n:]), [self.api_key])
         except OSError:
             return ''
 

@@ -12,6 +12,7 @@ import os
 import sys
 from typing import Callable, Iterable, Iterator, List, Optional, Set
 
+from maskdpo_xtuner.io.atomic import atomic_file
 from maskdpo_xtuner.io.manifest import bind, lock
 
 
@@ -31,13 +32,10 @@ def iter_jsonl(path: str) -> Iterator[dict]:
 
 def write_jsonl(path: str, records: Iterable[dict]) -> None:
     """Write all records at once (atomically: a temporary file, then rename; under the file's
-    lock)."""
-    with lock(path):
-        tmp = f'{path}.tmp{os.getpid()}'
-        with open(tmp, 'w', encoding='utf-8') as f:
-            for rec in records:
-                f.write(json.dumps(rec, ensure_ascii=False) + '\n')
-        os.replace(tmp, path)
+    lock). A temporary left by a killed writer is removed first (maskdpo_xtuner/io/atomic.py)."""
+    with lock(path), atomic_file(path) as f:
+        for rec in records:
+            f.write(json.dumps(rec, ensure_ascii=False) + '\n')
 
 
 class ResumableJsonlWriter:

@@ -175,11 +175,9 @@ def bind(out: str, job: dict, overwrite: bool = False, path: Optional[str] = Non
         raise ManifestMismatch(f'{out} exists but has no manifest ({path}): nothing says what '
                                'made it; use --overwrite (overwrite=True) to start again, or '
                                'another output')
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f'{path}.tmp{os.getpid()}'
-    with open(tmp, 'w', encoding='utf-8') as f:
+    from maskdpo_xtuner.io.atomic import atomic_file
+    with atomic_file(path) as f:
         json.dump(manifest, f, indent=2, ensure_ascii=False)
-    os.replace(tmp, path)
     return manifest
 
 

@@ -10,7 +10,11 @@ the record's id when it has one, and the field::
 
 With ``on_error='skip'`` bad records are left out and counted by reason (:class:`Skipped`),
 and the count is printed; problems with the file as a whole (a JSON array instead of JSON
-Lines) always raise. Training pairs have their own, stricter check
+Lines) always raise.
+
+Every text a model or a judge reads has a length limit (:mod:`maskdpo_xtuner.io.limits`): a
+record over one is an error ``too_long`` naming the field, or is skipped and counted; a line
+over the byte limit is never read whole. Training pairs have their own, stricter check
 (:mod:`maskdpo_xtuner.dataset.records`), which raises the same :class:`RecordError`.
 """
 import json
@@ -19,9 +23,16 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, List, Optional, Tuple
 
+from maskdpo_xtuner.io.limits import limit, limit_text
 from maskdpo_xtuner.labels import KNOWN_LABELS
 
 ON_ERROR = ('raise', 'skip')
+
+def check_length(text: str, name: str, field_name: str):
+    """RecordError ``too_long`` when ``text`` is longer than the limit ``name``."""
+    if len(text) > limit(name):
+        raise RecordError('too_long', field_name, f'{len(text):,} characters, over '
+                          f'{limit_text(name)}')
 
 
 class RecordError(ValueError):
@@ -72,37 +83,77 @@ def add_on_error_arg(p):
                         'leave it out and count it by reason (skip)')
 
 
-def iter_lines(path: str) -> Iterator[Tuple[int, object]]:
-    """(line number, parsed JSON value) of every non-blank line; RecordError on a line that is
-    not UTF-8 or not JSON, and on a file that is one JSON array."""
+def iter_text_lines(path: str) -> Iterator[Tuple[int, object]]:
+    """(line number, text) of every non-blank line, or a :class:`RecordError` value for a line
+    that is not UTF-8 or is over the line limit (never read whole); raises one for a file
+    that cannot be read or holds no line at all (an empty input is never what was meant)."""
     try:
         f = open(path, 'rb')
     except OSError as e:
         raise RecordError('unreadable', '<file>', f'cannot read: {e.strerror}', path) from None
+    max_line, lineno, seen = limit('line'), 0, False
     with f:
-        for lineno, raw in enumerate(f, 1):
+        while True:
+            try:
+                raw = f.readline(max_line + 1)
+            except OSError as e:  # a folder, a device
+                raise RecordError('unreadable', '<file>', f'cannot read: {e.strerror}',
+                                  path) from None
+            if not raw:
+                break
+            lineno += 1
+            if len(raw) > max_line and not raw.endswith(b'\n'):
+                size = len(raw) + _skip_line(f)
+                seen = True
+                yield lineno, RecordError('too_long', '<line>', f'a line of {size:,} bytes, '
+                                          f'over {limit_text("line")}', path, lineno)
+                continue
             try:
                 line = raw.decode('utf-8')
             except UnicodeDecodeError as e:
+                seen = True
                 yield lineno, RecordError(
                     'not_utf8', '<line>', f'not UTF-8 (byte {e.start} of the line: '
                     f'{raw[e.start:e.start + 4]!r}); save the file as UTF-8', path, lineno)
                 continue
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError as e:
-                if lineno == 1 and line.lstrip().startswith('['):
-                    raise RecordError('json_array', '<file>', 'starts a JSON array: this tool '
-                                      'reads JSON Lines, one object per line (convert with '
-                                      "jq -c '.[]')", path, 1) from None
-                value = RecordError('bad_json', '<line>', f'invalid JSON: {e}', path, lineno)
-            if lineno == 1 and isinstance(value, list):
-                raise RecordError('json_array', '<file>', 'is a JSON array: this tool reads '
-                                  "JSON Lines, one object per line (convert with jq -c '.[]')",
-                                  path, 1)
-            yield lineno, value
+            if line.strip():
+                seen = True
+                yield lineno, line
+    if not seen:
+        raise RecordError('empty', '<file>', 'no records: the file is empty', path)
+
+
+def iter_lines(path: str) -> Iterator[Tuple[int, object]]:
+    """(line number, parsed JSON value) of every non-blank line (:func:`iter_text_lines`); a
+    RecordError value for a line that is not UTF-8, too long or not JSON; raises one for a file
+    that is empty or one JSON array."""
+    for lineno, line in iter_text_lines(path):
+        if isinstance(line, RecordError):
+            yield lineno, line
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as e:
+            if lineno == 1 and line.lstrip().startswith('['):
+                raise RecordError('json_array', '<file>', 'starts a JSON array: this tool '
+                                  'reads JSON Lines, one object per line (convert with '
+                                  "jq -c '.[]')", path, 1) from None
+            value = RecordError('bad_json', '<line>', f'invalid JSON: {e}', path, lineno)
+        if lineno == 1 and isinstance(value, list):
+            raise RecordError('json_array', '<file>', 'is a JSON array: this tool reads '
+                              "JSON Lines, one object per line (convert with jq -c '.[]')",
+                              path, 1)
+        yield lineno, value
+
+
+def _skip_line(f) -> int:
+    """Read past the rest of the current line in 1 MiB pieces; the bytes skipped."""
+    n = 0
+    while True:
+        piece = f.readline(2 ** 20)
+        n += len(piece)
+        if not piece or piece.endswith(b'\n'):
+            return n
 
 
 def read_records(path: str, check: Optional[Callable] = None, on_error: str = 'raise',
@@ -189,18 +240,34 @@ def check_question(rec: dict):
     check_id(rec)
     if 'messages' in rec:
         check_messages(rec['messages'], 'messages')
+        check_length(''.join(m['content'] for m in rec['messages']), 'question', 'messages')
     elif not (_type(rec, 'question', str, 'the question text (or "messages")') or '').strip():
         raise RecordError('bad_type', 'question', 'empty question')
-    _type(rec, 'document', str, 'the reference document text', required=False)
+    else:
+        check_length(rec['question'], 'question', 'question')
+    _document(rec)
     _type(rec, 'lang', str, "'en' or 'zh'", required=False)
+
+
+def _document(rec: dict, required: bool = False):
+    doc = _type(rec, 'document', str, 'the reference document text', required=required)
+    if doc is not None:
+        check_length(doc, 'document', 'document')
+
+
+def check_responses(responses: list, key: str = 'responses'):
+    """Every response within the length limit."""
+    for i, r in enumerate(responses):
+        check_length(r, 'response', f'{key}[{i}]')
 
 
 def check_sample(rec: dict):
     """The sampler's output: ``id``, ``question``, ``responses`` (a list of strings)."""
     check_id(rec)
-    _type(rec, 'question', str, 'the question text (the annotator shows it to the judge)')
-    _str_list(rec, 'responses', 'a list of response strings', nonempty=False)
-    _type(rec, 'document', str, 'the reference document text', required=False)
+    check_length(_type(rec, 'question', str, 'the question text (the annotator shows it to '
+                       'the judge)'), 'question', 'question')
+    check_responses(_str_list(rec, 'responses', 'a list of response strings', nonempty=False))
+    _document(rec)
     _type(rec, 'lang', str, "'en' or 'zh'", required=False)
 
 
@@ -219,6 +286,7 @@ def check_annotated(rec: dict):
         if not isinstance(ann, dict):
             raise RecordError('bad_type', where[:-1], 'expected {"sentences": [...]}')
         sents = _type(ann, 'sentences', list, 'a list of sentences', where=where)
+        prev_end = 0
         for k, s in enumerate(sents):
             w = f'{where}sentences[{k}].'
             if not isinstance(s, dict):
@@ -231,29 +299,48 @@ def check_annotated(rec: dict):
             if label not in labels:
                 raise RecordError('unknown_label', w + 'label', f'unknown sentence label '
                                   f'{label!r}; expected one of {sorted(labels)}')
+            check_span(a, b, prev_end, len(resp), w)
             if resp[a:b] != text:
                 raise RecordError('bad_span', w + 'start', f'response {j}[{a}:{b}] is '
                                   f'{resp[a:b][:40]!r}, not the sentence {text[:40]!r}')
+            prev_end = b
+
+
+def check_span(start: int, end: int, prev_end: int, length: int, where: str):
+    """A sentence span ``[start, end)`` of a ``length``-character text: inside it, not empty,
+    and starting at or after the previous sentence's end (in order, no overlap). Python's
+    slicing would accept ``[-5, -1]`` or ``[3, 2]``; a span is character offsets."""
+    if start < 0 or end > length:
+        raise RecordError('bad_span', where + ('start' if start < 0 else 'end'),
+                          f'[{start}, {end}] is outside the {length}-character response')
+    if end <= start:
+        raise RecordError('bad_span', where + 'end', f'[{start}, {end}] is empty or reversed')
+    if start < prev_end:
+        raise RecordError('bad_span', where + 'start', f'[{start}, {end}] starts before the '
+                          f'previous sentence ends ({prev_end}): sentences overlap or are out '
+                          'of order')
 
 
 def check_document(rec: dict):
     check_id(rec)
-    _type(rec, 'document', str, 'the reference document text')
+    _document(rec, required=True)
 
 
 def check_entity(rec: dict):
     """A FactScore entity: ``topic`` or ``entity`` (a string)."""
     key = 'topic' if 'topic' in rec else 'entity'
-    _type(rec, key, str, 'the entity the answer is about ("topic" or "entity")')
+    check_length(_type(rec, key, str, 'the entity the answer is about ("topic" or "entity")'),
+                 'question', key)
 
 
 def check_generation(rec: dict):
     """A FactScore input: ``topic`` or ``entity``, and ``response`` or ``responses``."""
     check_entity(rec)
     if 'response' in rec:
-        _type(rec, 'response', str, 'the answer text')
+        check_length(_type(rec, 'response', str, 'the answer text'), 'response', 'response')
     else:
-        _str_list(rec, 'responses', 'a non-empty list of answers (the first is scored)')
+        check_responses(_str_list(rec, 'responses', 'a non-empty list of answers (the first '
+                                  'is scored)'))
 
 
 # ---------------------------------------------------------------- evaluation files (report)
@@ -287,7 +374,16 @@ def check_anah_metrics(doc, path: str):
                 raise RecordError('empty', where + 'n_sentences', f'run {r.get("run")!r} '
                                   'judged 0 sentences: an empty evaluation has no score')
             pq = _type(r, 'per_question', dict, 'per-question counts', where=where)
-            _type(pq, 'counts', list, 'a list of label counts', where=where + 'per_question.')
+            counts = _type(pq, 'counts', list, 'a list of label counts',
+                           where=where + 'per_question.')
+            width = len(pq.get('columns') or []) or None
+            for k, row in enumerate(counts):
+                if not isinstance(row, list) or not all(
+                        isinstance(x, int) and not isinstance(x, bool) for x in row) \
+                        or width is not None and len(row) != width:
+                    raise RecordError('bad_type', f'{where}per_question.counts[{k}]',
+                                      f'expected {width or "a list of"} whole numbers, got '
+                                      f'{json.dumps(row)[:60]}')
     except RecordError as err:
         raise err.at(path, None) if err.source == '<record>' else err
 

@@ -31,8 +31,29 @@ def _prepare_attn_cpu_safe(cfg, llm_cfg):
     return cfg
 
 
+def trust_remote_code(llm_cfg) -> bool:
+    """Whether a model folder's own Python may run on load: only when the config asks for it
+    (``llm=dict(..., trust_remote_code=True)``). XTuner reads every model's config with
+    ``trust_remote_code=True`` hard-wired; here it is off by default."""
+    return bool(llm_cfg.get('trust_remote_code', False))
+
+
+def _dispatch_lm_model_cfg(self, cfg, max_position_embeddings=None):
+    """XTuner's ``SupervisedFinetune._dispatch_lm_model_cfg`` with :func:`trust_remote_code`
+    instead of ``True``."""
+    from transformers import AutoConfig
+    cfg = self._prepare_for_qlora_zero3(cfg)
+    llm_cfg = AutoConfig.from_pretrained(cfg.pretrained_model_name_or_path,
+                                         trust_remote_code=trust_remote_code(cfg))
+    cfg = self._prepare_for_flash_attn(cfg, llm_cfg)
+    if max_position_embeddings is not None:
+        cfg = self._prepare_for_long_context_training(cfg, llm_cfg, max_position_embeddings)
+    return cfg
+
+
 class _CpuSafeFinetune(SupervisedFinetune):
     _prepare_for_flash_attn = staticmethod(_prepare_attn_cpu_safe)
+    _dispatch_lm_model_cfg = _dispatch_lm_model_cfg
 
 
 def resolved_dtype(llm_cfg) -> torch.dtype:
@@ -42,7 +63,7 @@ def resolved_dtype(llm_cfg) -> torch.dtype:
     from transformers import AutoConfig
     cfg = copy.deepcopy(llm_cfg)
     hf_cfg = AutoConfig.from_pretrained(cfg['pretrained_model_name_or_path'],
-                                        trust_remote_code=True)
+                                        trust_remote_code=trust_remote_code(cfg))
     dtype = _prepare_attn_cpu_safe(cfg, hf_cfg).get('torch_dtype')
     if dtype == 'auto':
         dtype = getattr(hf_cfg, 'torch_dtype', None)
@@ -82,10 +103,14 @@ class MaskDPO(DPO):
             the policy or the online reference (``model/logps.py``). False: the model's own
             forward builds the logits (XTuner's way; same values).
 
+    A model folder's own Python (``auto_map`` in its config.json) runs only if its config dict
+    says ``trust_remote_code=True`` (XTuner hard-wires it on; :func:`trust_remote_code`).
+
     The batch must come from ``maskdpo_collate_fn`` (it carries ``token_class``).
     """
 
     _prepare_for_flash_attn = staticmethod(_prepare_attn_cpu_safe)
+    _dispatch_lm_model_cfg = _dispatch_lm_model_cfg
 
     def __init__(self, llm, ref_llm=None, beta=0.1, loss_type='sigmoid', label_smoothing=0.0,
                  mask_mode='both', separator_tokens='keep', end_tokens='keep',

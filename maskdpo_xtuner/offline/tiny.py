@@ -11,7 +11,6 @@
 
 Nothing here downloads anything.
 """
-import json
 import os
 from typing import Iterable, Iterator, Optional
 
@@ -146,13 +145,19 @@ def build_tiny_llama(tokenizer, out_dir: Optional[str] = None, hidden_size: int 
 
 def corpus_from_pairs(paths: Iterable[str]) -> Iterator[str]:
     """Every prompt and response text of pair files (JSONL, the official format)."""
+    from maskdpo_xtuner.io.validate import RecordError, iter_lines
     for path in paths:
-        with open(path, encoding='utf-8') as f:
-            for line in f:
-                rec = json.loads(line)
-                for key in ('prompt', 'chosen', 'rejected'):
-                    for msg in rec[key]:
-                        yield msg['content']
+        for line, rec in iter_lines(path):  # not UTF-8, not JSON, empty: named
+            if isinstance(rec, RecordError):
+                raise rec
+            for key in ('prompt', 'chosen', 'rejected'):
+                msgs = rec.get(key) if isinstance(rec, dict) else None
+                if not isinstance(msgs, list) or not all(
+                        isinstance(m, dict) and isinstance(m.get('content'), str) for m in msgs):
+                    raise RecordError('bad_message', key, 'expected a list of {"role", '
+                                      '"content"} messages', path, line)
+                for msg in msgs:
+                    yield msg['content']
 
 
 def build_tiny_model(out_dir: str, data: Iterable[str], vocab_size: int = 800,

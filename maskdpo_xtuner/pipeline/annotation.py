@@ -25,7 +25,9 @@ from maskdpo_xtuner.annotate import (SentenceTask, label_counts, pooled_score, r
 from maskdpo_xtuner.generation.base import SamplingParams
 from maskdpo_xtuner.io.jsonl import ResumableJsonlWriter, read_jsonl
 from maskdpo_xtuner.io.manifest import content_hash, fingerprint
-from maskdpo_xtuner.io.validate import check_document, check_sample, records as read_checked
+from maskdpo_xtuner.io.limits import limit, limit_text
+from maskdpo_xtuner.io.validate import (RecordError, check_document, check_sample,
+                                        read_records, records as read_checked)
 from maskdpo_xtuner.pipeline.backends import BackendLike, add_backend_args, backend_spec, opened
 
 
@@ -85,6 +87,31 @@ def annotator_info(annotator, judge=None) -> dict:
     return info
 
 
+_BREAKS = '.!?;…。！？；\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029'  # where the splitter may cut
+
+
+def check_sentence_count(responses, lang: str, key: str = 'responses'):
+    """RecordError ``too_long`` for a response with more sentences than the limit (each is one
+    judge dialogue holding the whole response; maskdpo_xtuner/io/limits.py). Only a response
+    with more sentence ends or line breaks than the limit (an upper bound on its sentences)
+    is split: real answers never are."""
+    from maskdpo_xtuner.annotate.split import split_sentences
+    most = limit('sentences')
+    for j, resp in enumerate(responses):
+        if len(resp) > most and sum(map(resp.count, _BREAKS)) >= most:
+            n = len(split_sentences(resp, lang=lang))
+            if n > most:
+                raise RecordError('too_long', f'{key}[{j}]', f'{n:,} sentences, over '
+                                  f'{limit_text("sentences")}')
+
+
+def check_annotatable(rec: dict):
+    """The sampler's record (``check_sample``) within every limit the annotator needs."""
+    from maskdpo_xtuner.annotate.split import detect_lang
+    check_sample(rec)
+    check_sentence_count(rec['responses'], rec.get('lang') or detect_lang(rec['question']))
+
+
 def annotate_chunk(annotator, records: List[dict], documents: Dict, save_trace=False):
     """Annotate all sentences of all responses of ``records`` in one ``annotate`` call."""
     from maskdpo_xtuner.annotate.split import detect_lang, split_sentences
@@ -140,11 +167,13 @@ def annotate(inp: str, out: str, annotator: AnnotatorSpec,
     records are left out and counted (maskdpo_xtuner/io/validate.py).
     """
     from tqdm import tqdm
-    records = read_checked(inp, check_sample, on_error)
-    ids = [r['id'] for r in records]
-    if len(set(ids)) != len(ids):
-        dup = next(i for i in ids if ids.count(i) > 1)
-        raise ValueError(f'{inp}: id {dup!r} appears {ids.count(dup)} times')
+    numbered, first = read_records(inp, check_annotatable, on_error), {}
+    for line, rec in numbered:
+        if rec['id'] in first:
+            raise ValueError(f'{inp}:{line}: id {rec["id"]!r} is repeated (first used on line '
+                             f'{first[rec["id"]]})')
+        first[rec['id']] = line
+    records = [r for _, r in numbered]
     documents = load_documents(records, documents_path, on_error)
     name = getattr(annotator, 'name', type(annotator).__name__)
     info = annotator_info(annotator, judge)

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable, List, Optional, Union
 
 from maskdpo_xtuner.io.manifest import fingerprint, folder_fingerprint
+from maskdpo_xtuner.io.secrets import api_key, key_variable
 
 BACKEND_NAMES = ('transformers', 'lmdeploy', 'openai')
 
@@ -36,7 +37,7 @@ class BackendSpec:
     device: str = 'cpu'
     engine: str = 'pytorch'
     tp: int = 1
-    api_key: str = 'EMPTY'
+    api_key: str = field(default='EMPTY', repr=False)  # never printed nor recorded
     concurrency: Optional[int] = None
     timeout: float = 300.0          # openai: seconds for one response
     retry_deadline: float = 300.0   # openai: retry (and fail over) this long after a failure
@@ -64,10 +65,12 @@ class BackendSpec:
         if self.backend == 'lmdeploy':
             return build_backend('lmdeploy', model_path=self.model, engine=self.engine,
                                  tp=self.tp, batch_size=self.batch_size)
-        return build_backend('openai', endpoints=list(self.endpoints), model=self.model,
-                             api_key=self.api_key, timeout=self.timeout,
-                             retry_deadline=self.retry_deadline,
-                             concurrency=self.concurrency or self.batch_size)
+        backend = build_backend('openai', endpoints=list(self.endpoints), model=self.model,
+                                api_key=self.api_key, timeout=self.timeout,
+                                retry_deadline=self.retry_deadline,
+                                concurrency=self.concurrency or self.batch_size)
+        backend.check_endpoints()  # a wrong key or no server: said now, not after retrying
+        return backend
 
     def describe(self) -> dict:
         """The settings that define what the backend computes (for manifests and configs):
@@ -183,7 +186,9 @@ def add_backend_args(p: argparse.ArgumentParser, prefix: str = '', role: str = '
     g.add_argument(f'--{prefix}engine', choices=['pytorch', 'turbomind'], default='pytorch',
                    help='lmdeploy: inference engine')
     g.add_argument(f'--{prefix}tp', type=int, default=1, help='lmdeploy: tensor-parallel GPUs')
-    g.add_argument(f'--{prefix}api-key', default='EMPTY', help='openai: API key')
+    g.add_argument(f'--{prefix}api-key', default=None,
+                   help=f'openai: API key; better set ${key_variable(prefix)} (a key on the '
+                        'command line is visible to every user of the machine)')
     g.add_argument(f'--{prefix}concurrency', type=int, default=None,
                    help='openai: requests in flight (default: the batch size)')
     g.add_argument(f'--{prefix}timeout', type=float, default=300.0,
@@ -203,6 +208,7 @@ def backend_spec(args: argparse.Namespace, prefix: str = '') -> BackendSpec:
     return BackendSpec(backend=get('backend'), model=get('model'),
                        endpoints=[u for group in get('endpoints') for u in group],
                        batch_size=get('batch_size'), device=get('device'),
-                       engine=get('engine'), tp=get('tp'), api_key=get('api_key'),
+                       engine=get('engine'), tp=get('tp'),
+                       api_key=api_key(get('api_key'), prefix),  # the environment's
                        concurrency=get('concurrency'), timeout=get('timeout'),
                        retry_deadline=get('retry_deadline'))

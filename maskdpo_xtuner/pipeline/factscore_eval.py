@@ -29,7 +29,9 @@ from maskdpo_xtuner.evaluation.factscore import (BIO_PROMPT, DEFAULT_GAMMA, EXTR
 from maskdpo_xtuner.generation.base import SamplingParams
 from maskdpo_xtuner.io.jsonl import ResumableJsonlWriter, read_jsonl
 from maskdpo_xtuner.io.manifest import content_hash, file_hash, fingerprint
-from maskdpo_xtuner.io.validate import check_entity, check_generation, read_records
+from maskdpo_xtuner.io.validate import (RecordError, check_entity, check_generation,
+                                        check_length, iter_text_lines, read_records)
+from maskdpo_xtuner.pipeline.annotation import check_sentence_count
 from maskdpo_xtuner.pipeline.context import check_context
 from maskdpo_xtuner.pipeline.backends import BackendLike, OnDemand, opened
 
@@ -61,17 +63,27 @@ def _topic(rec: dict, where: str) -> str:
 
 
 def _check_unique(items: List[dict], path: str) -> None:
-    seen = set()
+    seen = {}
     for it in items:
         if it['key'] in seen:
-            raise ValueError(f'{path}: key {it["key"]!r} appears twice (add distinct "id"s)')
-        seen.add(it['key'])
+            raise ValueError(f'{path}:{it["line"]}: key {it["key"]!r} is repeated (first used '
+                             f'on line {seen[it["key"]]}; add distinct "id"s)')
+        seen[it['key']] = it['line']
+
+
+def _check_scorable(rec: dict):
+    check_generation(rec)
+    if 'response' in rec:
+        check_sentence_count([rec['response']], 'en', 'response')
+    else:
+        check_sentence_count(rec['responses'][:1], 'en')
 
 
 def load_generations(path: str, on_error: str = 'raise') -> List[dict]:
-    """[{key, topic, response}]: ``id`` is the key if present, else the topic."""
+    """[{key, topic, response}]: ``id`` is the key if present, else the topic. Every record
+    within the length limits (maskdpo_xtuner/io/limits.py)."""
     items = []
-    for i, rec in read_records(path, check_generation, on_error):
+    for i, rec in read_records(path, _check_scorable, on_error):
         topic = _topic(rec, f'{path}:{i}')
         if 'response' in rec:
             response = rec['response']
@@ -80,8 +92,10 @@ def load_generations(path: str, on_error: str = 'raise') -> List[dict]:
         else:
             raise ValueError(f'{path}:{i}: no "response" or non-empty "responses"')
         key = str(rec['id']) if 'id' in rec else topic
-        items.append({'key': key, 'topic': topic, 'response': response})
+        items.append({'key': key, 'topic': topic, 'response': response, 'line': i})
     _check_unique(items, path)
+    for it in items:
+        del it['line']
     return items
 
 
@@ -89,8 +103,16 @@ def load_entities(path: str) -> List[str]:
     """Entities: one per line, or JSONL with ``topic`` / ``entity``."""
     if path.endswith('.jsonl'):
         return [_topic(r, f'{path}:{i}') for i, r in read_records(path, check_entity)]
-    with open(path, encoding='utf-8') as f:
-        return [line.strip() for line in f if line.strip()]
+    out = []
+    for i, line in iter_text_lines(path):  # UTF-8, line limit, an empty file: named
+        try:
+            if isinstance(line, RecordError):
+                raise line
+            check_length(line.strip(), 'question', '<line>')
+        except RecordError as err:
+            raise err.at(path, i) from None
+        out.append(line.strip())
+    return out
 
 
 def generate_responses(s: FactScoreSettings, entities: List[str], policy: BackendLike,
@@ -135,6 +157,9 @@ def evaluate_factscore(s: FactScoreSettings, judge: BackendLike, judge_name: Opt
     from tqdm import tqdm
     if (generations is None) == (entities is None):
         raise ValueError('give exactly one of generations (a file to score) or entities')
+    if s.chunk < 1 or s.retrieve_k < 1 or s.passage_words < 1:
+        raise ValueError(f'--chunk ({s.chunk}), --retrieve-k ({s.retrieve_k}) and '
+                         f'--passage-words ({s.passage_words}) must be >= 1')
     os.makedirs(s.out_dir, exist_ok=True)
     given = None if entities else load_generations(generations, s.on_error)
     topics = load_entities(entities) if entities else [it['topic'] for it in given]

@@ -92,7 +92,6 @@ class Stages:
 
 def write_json(path, obj):
     """Write JSON atomically (a temporary file renamed over the target)."""
-    tmp = path + '.tmp'
-    with open(tmp, 'w', encoding='utf-8') as f:
+    from maskdpo_xtuner.io.atomic import atomic_file
+    with atomic_file(path) as f:
         json.dump(obj, f, indent=1, ensure_ascii=False, default=str)
-    os.replace(tmp, path)

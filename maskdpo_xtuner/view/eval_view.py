@@ -6,13 +6,12 @@ An evaluation folder ``D`` holds ``D/metrics.json`` (``runs``: one entry per run
 ['sentences']`` with ``start``, ``end``, ``text``, ``label``). The view keeps each answer whole:
 its text cut into segments, each a judged sentence (with its label) or the text between them.
 """
-import json
 import os
 from collections import Counter
 from typing import Dict, List
 
 from maskdpo_xtuner.annotate.score import is_hallucinated_label
-from maskdpo_xtuner.io.jsonl import read_jsonl
+from maskdpo_xtuner.io.validate import check_anah_metrics, check_annotated, read_json, records
 
 
 def verdict(label: str) -> str:
@@ -44,13 +43,13 @@ def load_eval_dir(path: str) -> dict:
     if not os.path.exists(metrics):
         raise FileNotFoundError(f'{metrics}: not found (is {path} an output folder of '
                                 'tools/eval_anah.py?)')
-    with open(metrics, encoding='utf-8') as f:
-        doc = json.load(f)
+    doc = read_json(metrics)
+    check_anah_metrics(doc, metrics)
     runs = []
     for r in doc['runs']:
-        annotated = os.path.join(path, r['run'], 'annotated.jsonl')
+        annotated = os.path.join(path, str(r.get('run')), 'annotated.jsonl')
         runs.append({'run': r['run'], 'score': r.get('score'), 'file': annotated,
-                     'records': read_jsonl(annotated)})
+                     'records': records(annotated, check_annotated)})
     return {'model': doc.get('settings', {}).get('model'), 'runs': runs}
 
 

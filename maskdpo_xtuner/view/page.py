@@ -60,9 +60,7 @@ def write_page(path: str, pairs: Optional[dict] = None, evals: Optional[dict] = 
                mask_mode: str = 'both', title: str = 'Mask-DPO view') -> str:
     """Write the page to ``path`` (folders created); returns ``path``."""
     text = render_page(page_data(pairs, evals, mask_mode, title))
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + '.tmp'
-    with open(tmp, 'w', encoding='utf-8') as f:
+    from maskdpo_xtuner.io.atomic import atomic_file
+    with atomic_file(path) as f:
         f.write(text)
-    os.replace(tmp, path)
     return path

@@ -109,11 +109,12 @@ def _side(tokenizer, pair, raw: dict, item: dict, side: str, bits: str) -> dict:
 
 def build_pairs_view(paths, tokenizer, max_length: int, separator_tokens: str = 'keep',
                      end_tokens: str = 'keep', filters: Sequence[str] = tuple(FILTERS),
-                     map_fn=None) -> dict:
+                     map_fn=None, on_error: str = 'skip') -> dict:
     """The view of one or more pairs files: ``pairs`` (see the module docstring) and
-    ``summary`` (read / invalid / dropped counts, tokens per class, masked share per mode)."""
+    ``summary`` (read / invalid / dropped counts, tokens per class, masked share per mode).
+    ``on_error='raise'``: stop at the first invalid record (file:line:field) instead."""
     paths = [paths] if isinstance(paths, str) else list(paths)
-    pairs, report = read_pairs(paths, on_error='skip', map_fn=map_fn)
+    pairs, report = read_pairs(paths, on_error=on_error, map_fn=map_fn)
     raw = _raw_records(paths, {p.meta['source'] for p in pairs})
     items, dropped = [], []
     for pair in pairs:

@@ -210,8 +210,9 @@ def test_interrupted_precompute_resumes_to_the_same_file(tiny_model_dir, cache, 
 
     path = str(tmp_path / 'resumed.pt')
     monkeypatch.setattr(reference_mod, 'compute_ref_logps', dies_after_two)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(SystemExit) as ctrl_c:  # the tool ends a Ctrl-C with exit code 130
         load_precompute(tiny_model_dir, path, '--save-every', '5')
+    assert ctrl_c.value.code == 130
     assert not os.path.exists(path) and len(glob.glob(path + '.parts/shard-*.pt')) == 2
     monkeypatch.setattr(reference_mod, 'compute_ref_logps',
                         lambda *a, **k: calls.append(len(a[2])) or real(*a, **k))
@@ -253,7 +254,9 @@ def test_damaged_caches_are_refused_naming_the_file(tiny_model_dir, cache, tmp_p
 def test_a_killed_writers_temporary_file_is_cleaned(tmp_path):
     from maskdpo_xtuner.dataset.ref_logps import save_ref_logps
     path = str(tmp_path / 'c.pt')
-    open(path + '.tmp12345', 'wb').write(b'half a file')  # what kill -9 mid-save leaves
+    dead = subprocess.Popen(['true'])
+    dead.wait()  # a writer that is gone
+    open(f'{path}.tmp{dead.pid}', 'wb').write(b'half a file')  # what kill -9 mid-save leaves
     key = {'data': {'sha256': 'x', 'pairs': 1, 'pair_sha256': ['x']}, 'tokenizer': 't',
            'max_length': 8}
     save_ref_logps(path, {0: (torch.zeros(2), torch.zeros(3))}, key, {'path': 'm'})

@@ -58,11 +58,11 @@ def test_a_server_that_dies_is_reported_with_its_log(tmp_path):
 def test_command_lines():
     cmd = serve.vllm_command('/m', 8000, python='/venv/bin/python', api_key='k')
     assert cmd[:3] == ['/venv/bin/python', '-m', 'vllm.entrypoints.openai.api_server']
-    for flag, value in [('--dtype', 'float32'), ('--max-model-len', '1024'), ('--api-key', 'k'),
-                        ('--port', '8000')]:
+    for flag, value in [('--dtype', 'float32'), ('--max-model-len', '1024'), ('--port', '8000')]:
         assert cmd[cmd.index(flag) + 1] == value
     assert '--enforce-eager' in cmd
+    assert 'k' not in cmd and cmd.secret_env == {'VLLM_API_KEY': 'k'}  # by environment
     assert serve.vllm_env(1, '1')['VLLM_CPU_OMP_THREADS_BIND'] == '1'
-    cmd = serve.lmdeploy_command('/m', 23333, tp=8, api_key='k')
+    cmd = serve.lmdeploy_command('/m', 23333, tp=8)
     assert cmd[:4] == ['lmdeploy', 'serve', 'api_server', '/m']
-    assert cmd[cmd.index('--tp') + 1] == '8' and cmd[cmd.index('--api-keys') + 1] == 'k'
+    assert cmd[cmd.index('--tp') + 1] == '8' and '--api-keys' not in cmd

@@ -302,13 +302,17 @@ def test_show_cli_writes_pairs_and_evaluations(tmp_path, files, eval_dirs, bpe_t
     bpe_tokenizer.save_pretrained(tok)
     out = str(tmp_path / 'v.html')
     show = load_script('show')
+    with pytest.raises(SystemExit, match=r"pairs\.jsonl:5: field 'chosen': missing"):
+        show.main(['--pairs', path, '--tokenizer', tok, '--out', out])  # an invalid record
     show.main(['--pairs', path, '--tokenizer', tok, '--max-length', '64', '--mask-mode',
-               'chosen', '--evals', *(f'{k}={v}' for k, v in eval_dirs.items()), '--out', out])
+               'chosen', '--evals', *(f'{k}={v}' for k, v in eval_dirs.items()), '--out', out,
+               '--on-error', 'skip'])  # counted in the page instead
     with open(out, encoding='utf-8') as f:
         page = f.read()
     data = json.loads(re.search(r'<script id="data" type="application/json">(.*?)</script>',
                                 page, re.DOTALL).group(1))
     assert data['mode'] == 'chosen' and data['pairs']['summary']['max_length'] == 64
+    assert data['pairs']['summary']['invalid'] == {'missing_field': 1}
     ev = data['evals']
     assert [m['name'] for m in ev['models']] == ['base', 'maskdpo']
     assert [q['id'] for q in ev['questions']] == ['ada', 'zh']

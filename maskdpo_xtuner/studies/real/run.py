@@ -32,7 +32,8 @@ from maskdpo_xtuner.pipeline.stages import ROOT, Stages, code_hash
 from maskdpo_xtuner.studies.real import countries
 from maskdpo_xtuner.studies.real.report import build_report, estimate, write_report
 from maskdpo_xtuner.studies.real.settings import ARMS, RealRunSettings, eval_sets, model_names
-from maskdpo_xtuner.train import model_path_options, run_logged, train_command, train_env
+from maskdpo_xtuner.train import (model_path_options, run_logged, train_command, train_env,
+                                  validate_training_data)
 
 CONFIG = 'configs/maskdpo/smollm2_cpu_maskdpo.py'
 # what training runs: the config, the configs it inherits, the model and dataset code
@@ -72,6 +73,9 @@ class _Engine:
 
 class RealRun:
     def __init__(self, s: RealRunSettings, out: str, model_dir: str):
+        if not os.path.isfile(os.path.join(model_dir, 'config.json')):
+            raise ValueError(f'{model_dir}: not a model folder (no config.json); build one with '
+                             'tools/build_smollm2.py or give --model')
         self.s, self.out, self.base_dir = s, os.path.abspath(out), os.path.abspath(model_dir)
         self.config = os.path.join(ROOT, CONFIG)
         self.stages = Stages()
@@ -186,11 +190,11 @@ class RealRun:
     def _reference(self):
         """The reference model's log-probs of the pairs, once for every arm and seed."""
         pairs = self.path('pairs', 'pairs.jsonl')
-        n = len(read_jsonl(pairs))
-        if n < PAIRS_PER_STEP:
-            raise RuntimeError(f'{n} training pairs ({pairs}): fewer than {PAIRS_PER_STEP}, one '
-                               f'optimizer step of {CONFIG}; ask about more countries '
-                               '(--train-questions) or sample more (--k)')
+        try:  # before any model loads: enough valid pairs for the config's schedule?
+            validate_training_data(self.config, self._options())
+        except ValueError as e:
+            raise RuntimeError(f'{e}; ask about more countries (--train-questions) or sample '
+                               'more (--n)') from None
 
         def compute():
             import torch

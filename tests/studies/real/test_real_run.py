@@ -5,11 +5,12 @@ import os
 import numpy as np
 import pytest
 
-from maskdpo_xtuner.io.jsonl import write_jsonl
+from conftest import SAMPLE
+from maskdpo_xtuner.io.jsonl import read_jsonl, write_jsonl
 from maskdpo_xtuner.pipeline.stages import ROOT
 from maskdpo_xtuner.studies.real import countries
 from maskdpo_xtuner.studies.real.report import behaviour, comparisons, estimate
-from maskdpo_xtuner.studies.real.run import PAIRS_PER_STEP, TRAIN_CODE, RealRun
+from maskdpo_xtuner.studies.real.run import TRAIN_CODE, RealRun
 from maskdpo_xtuner.studies.real.settings import (QUESTION_FORMS, eval_sets, model_names,
                                                   settings_from)
 
@@ -51,9 +52,14 @@ def test_held_out_questions_never_ask_about_a_train_country():
 
 
 def test_too_few_pairs_are_refused_before_any_model_loads(tmp_path):
+    """The general check (maskdpo_xtuner/train.py: required_pairs) says how many the config
+    needs with the study's batch split, before the reference pass loads a model."""
+    (tmp_path / 'model').mkdir()
+    (tmp_path / 'model' / 'config.json').write_text('{}')
     run = RealRun(settings_from(), str(tmp_path), str(tmp_path / 'model'))
-    write_jsonl(run.path('pairs', 'pairs.jsonl'), [{'id': i} for i in range(PAIRS_PER_STEP - 1)])
-    with pytest.raises(RuntimeError, match=f'{PAIRS_PER_STEP - 1} training pairs.*--train-'):
+    write_jsonl(run.path('pairs', 'pairs.jsonl'), read_jsonl(SAMPLE)[:7])
+    with pytest.raises(RuntimeError, match=r'7 valid training pair\(s\), but this config needs '
+                                           r'at least \d+.*--train-questions'):
         run._reference()
     assert not os.path.exists(run.path('reference'))
 
@@ -69,6 +75,11 @@ def test_every_arm_trains_the_same_config_with_one_reference_cache(tmp_path, smo
     assert cfg.train_dataloader.batch_size * cfg.optim_wrapper.accumulative_counts == 8
     assert cfg.model.llm.pretrained_model_name_or_path == smollm2_dir
     assert cfg.model.mask_mode == 'none'
+
+
+def test_a_missing_model_folder_is_refused_at_once(tmp_path):
+    with pytest.raises(ValueError, match='not a model folder'):
+        RealRun(settings_from(), str(tmp_path), str(tmp_path / 'none'))
 
 
 def test_training_is_keyed_by_every_config_it_reads():

@@ -15,6 +15,8 @@ import re
 import sys
 from typing import List, Optional
 
+from maskdpo_xtuner.io.errors import tool_main
+
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Keeps the description's layout and shows each option's default (when it has one)."""
@@ -152,13 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@tool_main
 def main(argv: Optional[List[str]] = None) -> int:
+    """The ``maskdpo-xtuner`` command; a bad input ends as every tool's does (io/errors.py)."""
     args = build_parser().parse_args(argv)
-    try:
-        return args.run(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 2
+    return args.run(args)
 
 
 if __name__ == '__main__':

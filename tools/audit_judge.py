@@ -17,7 +17,9 @@ import json
 import os
 
 from maskdpo_xtuner.cli import tool_parser
-from maskdpo_xtuner.io.jsonl import read_jsonl, write_jsonl
+from maskdpo_xtuner.io.errors import tool_main
+from maskdpo_xtuner.io.jsonl import write_jsonl
+from maskdpo_xtuner.io.validate import records
 from maskdpo_xtuner.studies.real.audit import (audit, draw, format_agreement, format_audit,
                                                judge_agreement)
 
@@ -26,6 +28,7 @@ SETS = {'countries': os.path.join(FIXTURES, 'audit_countries.jsonl'),
         'cities': os.path.join(FIXTURES, 'audit_cities.jsonl')}
 
 
+@tool_main
 def main(argv=None):
     p = tool_parser(__doc__)
     p.add_argument('command', nargs='?', default='audit', choices=('audit', 'draw', 'agree'))
@@ -43,7 +46,7 @@ def main(argv=None):
     if args.command == 'agree':
         if not args.anah or not args.exact:
             raise SystemExit('agree needs --anah FILE and --exact FILE')
-        agr = judge_agreement(read_jsonl(args.anah), read_jsonl(args.exact))
+        agr = judge_agreement(records(args.anah), records(args.exact))
         print(format_agreement(agr))
         return agr
     if args.command == 'draw':
@@ -58,7 +61,7 @@ def main(argv=None):
     out = {}
     for j in judges:
         path = args.set or SETS[j]
-        out[j] = audit(read_jsonl(path), j)
+        out[j] = audit(records(path), j)
         print(format_audit(f'{j} ({path})', out[j]))
         if args.disagreements:
             for x in out[j]['disagreements']:

@@ -8,7 +8,12 @@ formats.py; the same as ``maskdpo-xtuner import-pairs``.
 """
 import sys
 
-from maskdpo_xtuner.cli import main
+from maskdpo_xtuner import cli
+
+
+def main(argv=None) -> int:
+    return cli.main(['import-pairs', *(sys.argv[1:] if argv is None else argv)])
+
 
 if __name__ == '__main__':
-    sys.exit(main(['import-pairs', *sys.argv[1:]]))
+    sys.exit(main())

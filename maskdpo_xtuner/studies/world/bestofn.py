@@ -41,28 +41,32 @@ def _response_score(ann: dict) -> float:
 
 
 def curve(records: List[dict], n_max: int) -> Dict[int, dict]:
-    """{str(N): {'score', 'facts', 'sentences', 'blocks'}} of best-of-N over annotated records
-    holding n_max answers each (module docstring); facts = ``ok`` sentences per kept answer."""
+    """{str(N): {'score', 'facts', 'sentences', 'blocks', 'response_score'}} of best-of-N over
+    annotated records holding n_max answers each (module docstring); facts = ``ok`` sentences
+    per kept answer; response_score = the kept answers' mean response score, the quantity the
+    selector maximises (it cannot fall as N grows; the pooled score, weighted by sentences, can)."""
     for rec in records:
         if len(rec['annotations']) != n_max:
             raise ValueError(f'question {rec["id"]!r}: {len(rec["annotations"])} annotated '
                              f'answers, best-of-N needs {n_max}')
     out = {}
     for n in ns(n_max):
-        scores, facts, sents = [], [], []
+        scores, facts, sents, picked = [], [], [], []
         for b in range(n_max // n):
             kept = []
             for rec in records:
                 block = rec['annotations'][b * n:(b + 1) * n]
                 best = max(range(len(block)), key=lambda j: (_response_score(block[j]), -j))
                 kept.append({'annotations': [block[best]]})
+                picked.append(_response_score(block[best]))
             c = question_counts(kept).sum(0)
             scores.append(c[0] / (c[0] + c[1]) if c[0] + c[1] else 0.0)
             facts.append(np.mean([sum(s['label'] == 'ok' for s in k['annotations'][0]['sentences'])
                                   for k in kept]))
             sents.append(np.mean([len(k['annotations'][0]['sentences']) for k in kept]))
         out[str(n)] = {'score': float(np.mean(scores)), 'facts': float(np.mean(facts)),
-                  'sentences': float(np.mean(sents)), 'blocks': n_max // n}
+                       'sentences': float(np.mean(sents)), 'blocks': n_max // n,
+                       'response_score': float(np.mean(picked))}
     return out
 
 

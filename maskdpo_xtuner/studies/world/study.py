@@ -14,10 +14,9 @@ Studies (each one command, over one or several seeds, mean ± std):
   1, 2, 3 questions each (paper Table 4);
 * ``tune``: DPO and Mask-DPO over a grid of learning rates, evaluated on the *validation*
   topics (choose hyperparameters here, never on test);
-* the paper's other tables (each module says how, ``tables.py`` writes their reports):
-  ``source`` (Table 3, sources.py), ``nearfar`` (Table 5, neighbours.py), ``bestofn``
-  (Table 6, bestofn.py), and ``regime``: the main study again in worlds whose documents state
-  the hard attributes more often (regime.py).
+* ``source``, ``nearfar``, ``bestofn``: the paper's Tables 3, 5, 6 (sources.py, neighbours.py,
+  bestofn.py; their reports: tables.py); ``regime``: the main study in worlds whose documents
+  state the hard attributes more often (regime.py).
 
 Caching (``stages.py``): a stage whose inputs (settings, source files, upstream stages) are
 unchanged is skipped, an interrupted one resumed where it can be. Training depends on the
@@ -42,7 +41,6 @@ over several worlds reuses each world's stages)::
     world/W/baseB/[<study>[-val]/]results.{md,json,png}   one world's results
     [<study>[-val]/]results.{md,json,png}   pooled over worlds (pooled.py)
     <study>/table3|table5|table6.{md,json,png}, regime/regime.{md,json,png}   (tables.py)
-
 Settings and arms: ``settings.py``; tables and plots: ``results.py``.
 
 Threads: every process uses ``threads`` torch threads (1 by default: on 2 shared cores one

@@ -254,7 +254,8 @@ def write_bestofn(docs: List[dict], out_dir: str) -> dict:
     rows = []
     for n in sorted(set(n_list) | set(paper['base'])):
         ours = n in n_list
-        rows.append([n, paper['base'].get(n, '-'), paper['maskdpo'].get(n, '-'),
+        rows.append([n, *(f'{paper[a][n]:.2f}' if n in paper[a] else '-'
+                          for a in ('base', 'maskdpo')),
                      f'{paper["maskdpo"][n] - paper["base"][n]:+.2f}' if n in paper['base'] else '-',
                      pct(curves['base']['in-domain'][n]['mean']) if ours else '-',
                      pct(curves['maskdpo']['in-domain'][n]['mean']) if ours else '-',
@@ -279,10 +280,16 @@ def write_bestofn(docs: List[dict], out_dir: str) -> dict:
                     ax.plot(sorted(paper[arm]), [paper[arm][n] for n in sorted(paper[arm])],
                             's--', color=COLORS[arm], alpha=0.5, label=f'paper: {arm}')
             ax.set_xscale('log', base=2)
+            ticks = sorted(set(n_list) | (set(paper['base']) if s == 'in-domain' else set()))
+            ax.set_xticks(ticks)
+            ax.set_xticklabels([str(n) for n in ticks])
             ax.set_xlabel('N (answers the oracle chooses from)')
             ax.set_ylabel('score of the chosen answers (%)')
             ax.set_ylim(0, 102)
-            ax.set_title(CELL_NAMES[(s, 'greedy')].rsplit(' ', 1)[0], fontsize=9)
+            gap0, gap1 = (gaps['base'][s][n]['mean'] * 100 for n in (n_list[0], n_list[-1]))
+            ax.set_title(f'{CELL_NAMES[(s, "greedy")].rsplit(" ", 1)[0]}: Mask-DPO minus base '
+                         f'{gap0:+.1f} (N = {n_list[0]}) -> {gap1:+.1f} (N = {n_list[-1]})',
+                         fontsize=9)
             ax.legend(fontsize=7)
         return fig
     return _write(out_dir, 'table6', doc, lines, plot)

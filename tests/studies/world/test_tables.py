@@ -94,6 +94,7 @@ def test_table6_curves_and_gaps_by_n(tmp_path):
     assert out['gaps']['base']['ood'][1]['mean'] == pytest.approx(0.3)
     md = open(tmp_path / 'table6.md').read()
     assert '| 1 | 47.79 | 70.67 | +22.88 | 30.5 | 60.5 | +30.0 [+30.0, +30.0] |' in md
+    assert '| 16 | 73.38 | 89.80 | +16.42 | - | - | - |' in md
     assert '| 256 | 80.98 | 94.09 | +13.11 | - | - | - |' in md
 
 

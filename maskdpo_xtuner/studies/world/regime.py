@@ -9,21 +9,26 @@ with a few wrong sentences on facts the model *can* learn (they are in its pretr
 only not reliably recalled). A *profile* sets the six frequencies (by rank within each kind;
 every kind alike) so the hard attributes are seen often enough to be learnable:
 
+* ``middle``: 0.95, 0.9, 0.7, 0.5, 0.4, 0.3 (about halfway);
 * ``learnable``: 0.95, 0.9, 0.8, 0.7, 0.6, 0.5.
 
 Only the pretraining documents change: the topics, facts, splits and questions are the default
 world's of the same seed (``World.generate`` does not read the frequencies), so a regime world
 is compared with its default world question for question. A regime world lives in its own
-folder (``--out/world/W-<profile>/``) with its own base model; its stage keys add the profile
-and this file, so the default world's stages (keyed by world.py alone) are untouched.
+folder (``--out/world/W-<profile>/``) with its own base model; its world stage's key adds the
+profile's frequencies and the source of :class:`RegimeWorld` (:func:`regime_key`), so the default
+world's stages (keyed by world.py alone) are untouched and adding a profile re-keys no other.
 """
+import hashlib
+import inspect
 import random
 from typing import Dict, Optional
 
 from maskdpo_xtuner.studies.world.world import KINDS, World
 
 DEFAULT = tuple(freq for _, freq, _, _ in KINDS['person'].values())
-PROFILES = {'learnable': (0.95, 0.9, 0.8, 0.7, 0.6, 0.5)}
+PROFILES = {'middle': (0.95, 0.9, 0.7, 0.5, 0.4, 0.3),
+            'learnable': (0.95, 0.9, 0.8, 0.7, 0.6, 0.5)}
 
 
 def frequencies(profile: Optional[str]) -> Dict[str, Dict[str, float]]:
@@ -57,3 +62,10 @@ class RegimeWorld(World):
                     s=topic.name, v=topic.facts[attr]))
         rng.shuffle(sents)
         return ' '.join(sents)
+
+
+def regime_key(profile: str) -> dict:
+    """What a regime world's stage adds to the default world's key: the profile, its frequencies
+    and the code that renders documents with them."""
+    code = hashlib.sha256(inspect.getsource(RegimeWorld).encode()).hexdigest()[:16]
+    return {'regime': profile, 'frequencies': frequencies(profile), 'regime_code': code}

@@ -67,7 +67,7 @@ from maskdpo_xtuner.studies.world.pretrain import pretrain
 from maskdpo_xtuner.studies.world.properties import answer_stats, eval_answer_files, pair_properties
 from maskdpo_xtuner.studies.world.masks import write_masks
 from maskdpo_xtuner.studies.world.pooled import write_pooled
-from maskdpo_xtuner.studies.world.regime import RegimeWorld
+from maskdpo_xtuner.studies.world.regime import RegimeWorld, regime_key
 from maskdpo_xtuner.studies.world.results import (aggregate_results, select_lr, summarize_runs,
                                                   write_results)
 from maskdpo_xtuner.studies.world.settings import StudySettings, arms, preset, spec_name
@@ -108,7 +108,7 @@ class Study(TrainingData):
                   f'{ {s: len(world.split(s)) for s in ("sft", "train", "val", "test")} }')
         inputs = {'config': asdict(self.s.world), 'code': code_hash('world')}
         if self.s.regime:  # only then: the default world's key stays what it was
-            inputs.update(regime=self.s.regime, regime_code=self.module_hash(RegimeWorld))
+            inputs.update(regime_key(self.s.regime))
         self.world_key = self.stages.run('world', d, inputs, make)
         self.world = World.load(os.path.join(d, 'world.json'))
         if self.s.regime:

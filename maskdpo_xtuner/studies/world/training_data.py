@@ -9,6 +9,7 @@ train topics or of each topic's questions (paper Table 4) or a near / far topic 
 import copy
 import dataclasses
 import hashlib
+import json
 import os
 import random
 import sys
@@ -16,7 +17,7 @@ from typing import List
 
 from maskdpo_xtuner.io.jsonl import read_jsonl
 from maskdpo_xtuner.io.manifest import hash_file
-from maskdpo_xtuner.pipeline.stages import ROOT, code_hash, hash_inputs
+from maskdpo_xtuner.pipeline.stages import ROOT, code_hash
 from maskdpo_xtuner.studies.world.neighbours import group_topics, topic_groups
 from maskdpo_xtuner.studies.world.sources import source_pairs, topic_id
 
@@ -63,14 +64,15 @@ class TrainingData:
 
     def training_data(self, sp: dict, seed: int, pairs_key: str) -> str:
         """Prepare what ``sp`` trains on (another source's pairs, the topic groups) and return
-        its key: the pairs' content, and the groups' stage for a topic group."""
+        its key: the content of the pairs it trains on."""
         key = pairs_key
         if sp.get('source'):
             pairs, annotated, key = source_pairs(self, sp['source'], seed)
             self.data_files[seed, sp['source']] = (pairs, annotated)
-        if sp.get('group'):  # the groups and how pairs are drawn from them
-            key = hash_inputs({'pairs': key, 'groups': self.build_groups(),
-                               'code': self.module_hash(TrainingData)})
+        if sp.get('group'):  # keyed by the subset itself: same pairs, same model
+            self.build_groups()
+            h = hashlib.sha256(json.dumps(self.subset_pairs(sp, seed), sort_keys=True).encode())
+            key = 'pairs-' + h.hexdigest()[:16]
         return key
 
     def subset_pairs(self, sp: dict, seed: int) -> List[dict]:

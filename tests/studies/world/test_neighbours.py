@@ -1,6 +1,7 @@
 """Near / far topic groups (neighbours.py, paper Table 5): distances, equal halves per kind,
 the world's structure as an embedding, the base model's pooled hidden states, and the training
 subsets (equally many pairs for near and far)."""
+import hashlib
 import json
 
 import numpy as np
@@ -108,6 +109,12 @@ def test_near_and_far_train_on_equally_many_pairs_of_their_own_topics(tmp_path):
     assert {p['id'].rsplit('-', 1)[0] for p in got['far']} == set(far)
     assert got['near'] == study.subset_pairs(spec(group='near:random'), 0)  # deterministic
     assert got['near'] != study.subset_pairs(spec(group='near:random'), 1)
+    # a group's training is keyed by the pairs it trains on, not by the code that chose them
+    study.groups_key = 'built'
+    keys = {side: study.training_data(spec(group=f'{side}:random'), 0, 'pairs-all')
+            for side in ('near', 'far')}
+    h = hashlib.sha256(json.dumps(got['far'], sort_keys=True).encode()).hexdigest()[:16]
+    assert keys['far'] == f'pairs-{h}' and keys['near'] != keys['far']
 
 
 def test_nearfar_arms_and_spec_names():

@@ -11,7 +11,8 @@ import pytest
 
 from maskdpo_xtuner.pipeline.stages import code_hash, hash_inputs
 from maskdpo_xtuner.studies.world import KINDS, World, WorldConfig
-from maskdpo_xtuner.studies.world.regime import DEFAULT, PROFILES, RegimeWorld, frequencies
+from maskdpo_xtuner.studies.world.regime import (DEFAULT, PROFILES, RegimeWorld, frequencies,
+                                                 regime_key)
 from maskdpo_xtuner.studies.world.settings import preset
 from maskdpo_xtuner.studies.world.study import Study
 
@@ -79,9 +80,21 @@ def test_a_regime_world_has_its_own_folder_and_the_default_key_is_unchanged(tmp_
         assert json.load(f)['inputs'] == json.loads(json.dumps(inputs))
     assert default.world_key == hash_inputs(inputs)
     assert learnable.world_key != default.world_key
+    with open(tmp_path / 'world' / '0-learnable' / 'world' / 'stage.json') as f:
+        assert json.load(f)['inputs'] == json.loads(json.dumps({**inputs, **regime_key(
+            'learnable')}))
     assert isinstance(learnable.world, RegimeWorld) and not isinstance(default.world, RegimeWorld)
     assert [dataclasses.asdict(t) for t in learnable.world.topics] == \
         [dataclasses.asdict(t) for t in default.world.topics]
     for split in ('train', 'test'):  # the same questions, so the two are compared one to one
         assert open(learnable._questions(split)).read() == open(default._questions(split)).read()
     assert os.path.exists(tmp_path / 'world' / '0-learnable' / 'world' / 'world.json')
+
+
+def test_a_profile_is_keyed_by_its_frequencies_and_the_rendering_code(monkeypatch):
+    key = regime_key('learnable')
+    assert key['frequencies']['person']['award'] == PROFILES['learnable'][5]
+    monkeypatch.setitem(PROFILES, 'another', (0.9,) * 6)  # adding a profile re-keys no other
+    assert regime_key('learnable') == key
+    monkeypatch.setitem(PROFILES, 'learnable', (0.9,) * 6)  # changing one re-keys it
+    assert regime_key('learnable') != key

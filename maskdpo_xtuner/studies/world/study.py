@@ -58,8 +58,8 @@ from dataclasses import asdict
 from typing import List
 
 from maskdpo_xtuner.io.jsonl import write_jsonl
-from maskdpo_xtuner.pipeline import AnnotatorSpec, BackendSpec, EvalSettings, SamplingParams
-from maskdpo_xtuner.pipeline import annotate, evaluate_anah, load_questions, make_pairs, sample
+from maskdpo_xtuner.pipeline import (AnnotatorSpec, BackendSpec, EvalSettings, SamplingParams,
+                                     annotate, evaluate_anah, load_questions, make_pairs, sample)
 from maskdpo_xtuner.train import model_path_options, run_logged, train_command, train_env
 from maskdpo_xtuner.studies.world import tables
 from maskdpo_xtuner.studies.world.bestofn import best_of_n

@@ -3,7 +3,7 @@
     world -> base model -> sample K answers per train question -> annotate (the world's oracle)
     -> build pairs -> train each arm with ``xtuner train`` -> convert to Hugging Face
     -> evaluate every model (greedy and sampled) on held-out topics and out-of-domain questions
-    -> results.md, results.json, results.png
+    -> results.md, results.json, results.png (pooled over worlds: pooled.py, spread.py)
 
 Studies (each one command, over one or several seeds, mean ± std):
 
@@ -354,8 +354,8 @@ def run_study(preset_name: str = 'default', seeds=(0,), out: str = 'work_dirs/wo
     settings = copy.deepcopy(preset(preset_name))
     for k, v in overrides.items():
         if v is None:
-            continue
-        if k == 'pretrain_steps':
+            pass
+        elif k == 'pretrain_steps':
             settings.pretrain = dataclasses.replace(settings.pretrain, steps=v)
         elif hasattr(settings, k):
             setattr(settings, k, v)
@@ -389,8 +389,8 @@ def run_study(preset_name: str = 'default', seeds=(0,), out: str = 'work_dirs/wo
     pooled = write_pooled(docs, where)
     if study in tables.WRITERS:
         pooled['table'] = tables.WRITERS[study](docs, where)
-    if len(docs) >= 3 and 'maskdpo' in pooled['paired']:  # why the gap differs between worlds
-        pooled['spread'] = write_spread(pooled, where)
+    if len(docs) >= 3 and 'maskdpo' in pooled['paired']:
+        pooled['spread'] = write_spread(pooled, where)  # why the gap differs between worlds
     return pooled
 
 

@@ -352,10 +352,8 @@ def run_study(preset_name: str = 'default', seeds=(0,), out: str = 'work_dirs/wo
     regime.py; default: all); ``source``, ``nearfar`` and ``bestofn`` also write the paper's
     table beside the world's (tables.py)."""
     settings = copy.deepcopy(preset(preset_name))
-    for k, v in overrides.items():
-        if v is None:
-            pass
-        elif k == 'pretrain_steps':
+    for k, v in ((k, v) for k, v in overrides.items() if v is not None):  # None: the preset's
+        if k == 'pretrain_steps':
             settings.pretrain = dataclasses.replace(settings.pretrain, steps=v)
         elif hasattr(settings, k):
             setattr(settings, k, v)

@@ -1,7 +1,7 @@
 """Benchmark: our exact aligner vs the official per-sentence re-tokenization, same records.
 
     python tools/bench_masks.py                 # 2,000 generated records, real Llama-3 tokenizer
-    python tools/bench_masks.py --records 500 --max-length 1024
+    python tools/bench_masks.py --records 500 --max-length 1024 --repeats 3
 
 For each record (prompt + chosen + rejected, sentences labelled) both approaches decide, for
 every response token, whether it is in the loss (Mask-DPO: chosen keeps correct sentences,
@@ -13,8 +13,11 @@ rejected keeps hallucinated ones; separators and the end-of-turn token are kept 
   token counts end to end from the prompt length; if the masks overrun the (truncated) sequence,
   fall back silently to the unmasked labels (plain DPO for that pair).
 
-Printed: pairs/s for each, records whose masks differ, tokens that differ, silent fallbacks, and
-tokens with id 0 that XTuner's loss would also drop. Both run in one process on the same data.
+Printed: pairs/s for each and their ratio (median, slowest and fastest of ``--repeats`` timed
+passes, the two approaches alternating which goes first), records whose masks differ, tokens that
+differ, silent fallbacks, and tokens with id 0 that XTuner's loss would also drop. Both run in one
+process on the same data; on a machine shared with other jobs single passes vary by tens of per
+cent, hence the repeats.
 """
 import argparse
 import time
@@ -22,6 +25,7 @@ import time
 from maskdpo_xtuner.dataset.records import validate_record
 from maskdpo_xtuner.dataset.tokenize import tokenize_pair
 from maskdpo_xtuner.offline.synthetic_pairs import make_records
+
 
 def official_side(tokenizer, prompt, response, item, side, max_length):
     """In-loss flags of one side, the official way (re-implemented from its description)."""
@@ -44,6 +48,11 @@ def official_side(tokenizer, prompt, response, item, side, max_length):
     return ids, [lab != -100 for lab in labels], fallback
 
 
+def median(xs):
+    xs = sorted(xs)
+    return (xs[(len(xs) - 1) // 2] + xs[len(xs) // 2]) / 2
+
+
 def ours_side(item, side):
     kept_classes = {0, 2, 3} if side == 'chosen' else {1, 2, 3}  # correct/halluc., sep, end
     return [c in kept_classes for c in item[f'{side}_token_class']]
@@ -54,20 +63,34 @@ def main(argv=None):
     p.add_argument('--records', type=int, default=2000)
     p.add_argument('--max-length', type=int, default=1024)
     p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--repeats', type=int, default=5, help='timed passes of each approach')
     args = p.parse_args(argv)
+    if args.repeats < 1:
+        p.error('--repeats must be at least 1')
 
     from maskdpo_xtuner.offline.llama3 import load_llama3_tokenizer
     tok = load_llama3_tokenizer()
     records = make_records(args.records, args.seed)
 
-    t0 = time.perf_counter()
-    ours = [tokenize_pair(tok, validate_record(r), args.max_length) for r in records]
-    t_ours = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    official = [{side: official_side(tok, r['prompt'], r[side][0]['content'], r[f'{side}_item'],
-                                     side, args.max_length) for side in ('chosen', 'rejected')}
-                for r in records]
-    t_official = time.perf_counter() - t0
+    def run_ours():
+        return [tokenize_pair(tok, validate_record(r), args.max_length) for r in records]
+
+    def run_official():
+        return [{side: official_side(tok, r['prompt'], r[side][0]['content'],
+                                     r[f'{side}_item'], side, args.max_length)
+                 for side in ('chosen', 'rejected')} for r in records]
+
+    seconds = {'ours': [], 'official': []}
+    for repeat in range(args.repeats):
+        order = ('ours', 'official') if repeat % 2 == 0 else ('official', 'ours')
+        for approach in order:
+            t0 = time.perf_counter()
+            result = run_ours() if approach == 'ours' else run_official()
+            seconds[approach].append(time.perf_counter() - t0)
+            if approach == 'ours':
+                ours = result
+            else:
+                official = result
 
     differing_records = differing_tokens = total_tokens = fallbacks = zero_ids = 0
     example = None
@@ -92,11 +115,16 @@ def main(argv=None):
         differing_records += differs
 
     n = len(records)
-    print(f'records: {n} (Llama-3 tokenizer, max_length {args.max_length})')
-    print(f'{"":24}{"pairs/s":>10}')
-    print(f'{"ours (offsets, 1 pass)":24}{n / t_ours:10.1f}')
-    print(f'{"official (per sentence)":24}{n / t_official:10.1f}')
-    print(f'speed ratio ours/official: {t_official / t_ours:.2f}x')
+    speed = {k: sorted(n / t for t in ts) for k, ts in seconds.items()}
+    ratio = sorted(o / u for u, o in zip(seconds['ours'], seconds['official']))
+    print(f'records: {n} (Llama-3 tokenizer, max_length {args.max_length}); '
+          f'{args.repeats} timed passes each')
+    print(f'{"":24}{"pairs/s median":>16}{"min-max":>18}')
+    for key, title in (('ours', 'ours (offsets, 1 pass)'), ('official', 'official (per sentence)')):
+        xs = speed[key]
+        print(f'{title:24}{median(xs):16.1f}{xs[0]:10.1f}-{xs[-1]:.1f}')
+    print(f'speed ratio ours/official: median {median(ratio):.2f}x, min {ratio[0]:.2f}x, '
+          f'max {ratio[-1]:.2f}x (per pass, same records)')
     print(f'records whose masks differ: {differing_records} / {n} '
           f'({100 * differing_records / n:.1f}%)')
     print(f'response tokens whose mask differs: {differing_tokens} / {total_tokens} '
@@ -108,7 +136,8 @@ def main(argv=None):
         print(f'example ({side}): ...{before!r} [{tokn!r}] {after!r}...  '
               f'ours: {"in loss" if o else "masked"}, official: {"in loss" if t else "masked"}')
     return {'differing_records': differing_records, 'fallbacks': fallbacks,
-            'ours_pairs_per_s': n / t_ours, 'official_pairs_per_s': n / t_official}
+            'ours_pairs_per_s': median(speed['ours']),
+            'official_pairs_per_s': median(speed['official']), 'ratio': median(ratio)}
 
 
 if __name__ == '__main__':

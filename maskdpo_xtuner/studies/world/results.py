@@ -134,38 +134,79 @@ def results_markdown(doc: dict) -> str:
     return '\n'.join(lines) + '\n'
 
 
+CELLS = [('in-domain', 'greedy'), ('in-domain', 'sampled'), ('ood', 'greedy'), ('ood', 'sampled')]
+COLORS = {'base': 'tab:gray', 'dpo': 'tab:blue', 'maskdpo': 'tab:orange'}
+
+
+def cell_label(cell, sep='\n') -> str:
+    """('ood', 'greedy') -> 'out of domain' + sep + 'greedy'."""
+    return f'{"in domain" if cell[0] == "in-domain" else "out of domain"}{sep}{cell[1]}'
+
+
+def t_half(m: dict) -> float:
+    """Half width of the 95% Student-t interval of a mean from {'mean', 'std', 'n'} (0 for
+    fewer than two values)."""
+    from scipy import stats
+    if m.get('std') is None or m.get('n', 0) < 2:
+        return 0.0
+    return float(stats.t.ppf(0.975, m['n'] - 1) * m['std'] / np.sqrt(m['n']))
+
+
+def bars(ax, groups: List[str], series: dict, ylabel: str, fmt: str = '%.1f', colors=None,
+         top=None):
+    """Grouped bars: ``series`` = {name: [(mean, error half width), ...] per group}, labelled
+    with their values, error bars where a half width is > 0, the legend in a row on top (the
+    y axis runs to ``top``, or a fifth above the highest bar, to leave it room)."""
+    colors = colors or {}
+    w = 0.8 / max(1, len(series))
+    x = np.arange(len(groups))
+    high = 0.0
+    for i, (name, vals) in enumerate(series.items()):
+        means = [v[0] for v in vals]
+        errs = [v[1] for v in vals]
+        high = max(high, *(m + e for m, e in zip(means, errs)))
+        drawn = ax.bar(x + (i - (len(series) - 1) / 2) * w, means, w, label=name,
+                       yerr=errs if any(errs) else None, capsize=3,
+                       color=colors.get(name, f'C{i}'), error_kw={'elinewidth': 1})
+        ax.bar_label(drawn, fmt=fmt, fontsize=7, padding=2)
+    ax.set_xticks(x)
+    ax.set_xticklabels(groups, fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, top or high * 1.25 or 1)
+    ax.legend(fontsize=7, loc='upper center', ncol=min(4, len(series)), frameon=False)
+
+
 def plot_results(doc: dict, path: str):
+    """What a reader looks for first: every arm's score in and out of domain, greedy and
+    sampled, as bars with the 95% t-interval over training seeds (none for one seed, nor for the
+    base model's greedy answers, which are the same in every seed); below, correct facts per
+    answer; the Mask-DPO minus DPO gap written over each group when both are arms."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    agg = doc['aggregate']
-    bars = 'error bars ± std over seeds' if len(doc['seeds']) > 1 else 'one seed: no error bars'
-    names, sets = list(agg), list(next(iter(agg.values())))
-    x = np.arange(len(names))
-    fig, axes = plt.subplots(2, len(sets), figsize=(3 + 1.3 * len(names) * len(sets), 7),
-                             squeeze=False)
-    w = 0.38
-    for col, set_name in enumerate(sets):
-        for row, (key, label, scale) in enumerate((('score', 'score (%)', 100),
-                                                   ('facts', 'correct facts / answer', 1))):
-            ax = axes[row][col]
-            for off, dec, color in ((-w / 2, 'greedy', 'tab:blue'),
-                                    (w / 2, 'sampled', 'tab:orange')):
-                ms = [agg[n][set_name][dec][key] for n in names]
-                vals = [(m['mean'] or 0) * scale for m in ms]
-                errs = [(m['std'] or 0) * scale for m in ms]
-                drawn = ax.bar(x + off, vals, w, yerr=errs, capsize=3, color=color, label=dec)
-                ax.bar_label(drawn, fmt='%.1f' if key == 'score' else '%.2f', fontsize=7,
-                             label_type='center', color='white')
-            ax.set_xticks(x)
-            ax.set_xticklabels(names, rotation=20, ha='right', fontsize=8)
-            ax.set_ylabel(label)
-            ax.set_title(f'{doc["eval_split"]} {set_name}: {label}', fontsize=9)
-            if key == 'score':
-                ax.set_ylim(0, 100)
-    fig.legend(*axes[0][0].get_legend_handles_labels(), loc='upper right', fontsize=8)
-    fig.suptitle(f'World study: {doc["study"]} (preset {doc["preset"]}, seeds {doc["seeds"]}; '
-                 f'{bars})', fontsize=10)
+    agg, n = doc['aggregate'], len(doc['seeds'])
+    groups = [cell_label(c) for c in CELLS]
+    fig, axes = plt.subplots(2, 1, figsize=(max(7.0, 1.2 * len(agg) * len(CELLS) * 0.6), 8),
+                             gridspec_kw={'height_ratios': [3, 2]})
+    for ax, (key, label, scale, fmt) in zip(axes, (
+            ('score', 'score: non-hallucinated sentences (%)', 100, '%.1f'),
+            ('facts', 'correct facts per answer', 1, '%.2f'))):
+        series = {arm: [((agg[arm][s][d][key]['mean'] or 0) * scale,
+                         t_half(agg[arm][s][d][key]) * scale) for s, d in CELLS] for arm in agg}
+        bars(ax, groups, series, label, fmt, COLORS, top=118 if key == 'score' else None)
+        if key == 'score':
+            ax.set_yticks(range(0, 101, 20))
+        if key == 'score' and 'maskdpo' in agg and 'dpo' in agg:
+            for i, (s, d) in enumerate(CELLS):
+                gap = (agg['maskdpo'][s][d]['score']['mean']
+                       - agg['dpo'][s][d]['score']['mean']) * 100
+                ax.text(i, 104, f'Mask-DPO - DPO: {gap:+.1f}', ha='center', fontsize=8,
+                        weight='bold')
+    where = f'world {doc["world"]}, base seed {doc["base_seed"]}, ' if 'world' in doc else ''
+    bars_note = (f'error bars: 95% t-interval over {n} training seeds' if n > 1
+                 else 'one training seed: no interval')
+    fig.suptitle(f'World study "{doc["study"]}" ({where}preset {doc["preset"]}, '
+                 f'{doc["eval_split"]} topics); {bars_note}', fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -3,7 +3,7 @@
     world -> base model -> sample K answers per train question -> annotate (the world's oracle)
     -> build pairs -> train each arm with ``xtuner train`` -> convert to Hugging Face
     -> evaluate every model (greedy and sampled) on held-out topics and out-of-domain questions
-    -> results.md, results.json, results.png
+    -> results.md, results.json, results.png (pooled over worlds: pooled.py, spread.py)
 
 Studies (each one command, over one or several seeds, mean ± std):
 
@@ -13,11 +13,15 @@ Studies (each one command, over one or several seeds, mean ± std):
 * ``scaling``: Mask-DPO on 1/3, 2/3, all train topics (3 questions each) versus all topics with
   1, 2, 3 questions each (paper Table 4);
 * ``tune``: DPO and Mask-DPO over a grid of learning rates, evaluated on the *validation*
-  topics (choose hyperparameters here, never on test).
+  topics (choose hyperparameters here, never on test);
+* ``source``, ``nearfar``, ``bestofn``: the paper's Tables 3, 5, 6 (sources.py, neighbours.py,
+  bestofn.py; their reports: tables.py); ``regime``: the main study in worlds whose documents
+  state the hard attributes more often (regime.py).
 
 Caching (``stages.py``): a stage whose inputs (settings, source files, upstream stages) are
-unchanged is skipped, an interrupted one resumed where it can be. Training depends on the *content* of the pairs file, not on how it was made, so a
-change to the sampler or annotator code that yields the same pairs keeps the trained models.
+unchanged is skipped, an interrupted one resumed where it can be. Training depends on the
+*content* of the pairs file, not on how it was made (training_data.py), so a change to the
+sampler or annotator code that yields the same pairs keeps the trained models.
 The world and the base model are shared by all seeds and studies, and so are trained models:
 the training directory is named by what defines it (masks, lr, data subset), so the
 ``maskdpo`` of the main study is the ``both`` of the ablation and the ``all`` of scaling.
@@ -30,10 +34,13 @@ over several worlds reuses each world's stages)::
     world/W/baseB/eval/<set>-<dec>/ its evaluations (greedy shared by seeds; sampled per seed)
     world/W/baseB/seed<S>/sample|annotate|pairs/
     world/W/baseB/seed<S>/train/<spec>/   xtuner work dir, hf/ (the converted policy), losses.json
-    world/W/baseB/seed<S>/eval/<spec>/<set>-<dec>/
+    world/W/baseB/seed<S>/eval/<spec>/<set>-<dec>/   (and <split>-<set>-bestofN-seed<S>/)
+    world/W/baseB/seed<S>/pairs-doc/  the source study's document-written chosen answers
+    world/W/baseB/topic_groups/     the near / far study's groups of train topics
+    world/W-<profile>/...           a regime world (regime.py), laid out as world/W/
     world/W/baseB/[<study>[-val]/]results.{md,json,png}   one world's results
     [<study>[-val]/]results.{md,json,png}   pooled over worlds (pooled.py)
-
+    <study>/table3|table5|table6.{md,json,png}, regime/regime.{md,json,png}   (tables.py)
 Settings and arms: ``settings.py``; tables and plots: ``results.py``.
 
 Threads: every process uses ``threads`` torch threads (1 by default: on 2 shared cores one
@@ -42,29 +49,30 @@ thread per process was ~4x faster than two), and ``jobs`` trainings run side by 
 
 import copy
 import dataclasses
-import hashlib
 import json
 import os
-import random
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from typing import List
 
-from maskdpo_xtuner.io.jsonl import read_jsonl, write_jsonl
-from maskdpo_xtuner.io.manifest import hash_file
-from maskdpo_xtuner.pipeline import AnnotatorSpec, BackendSpec, EvalSettings, SamplingParams
-from maskdpo_xtuner.pipeline import annotate, evaluate_anah, load_questions, make_pairs, sample
+from maskdpo_xtuner.io.jsonl import write_jsonl
+from maskdpo_xtuner.pipeline import (AnnotatorSpec, BackendSpec, EvalSettings, SamplingParams,
+                                     annotate, evaluate_anah, load_questions, make_pairs, sample)
 from maskdpo_xtuner.train import model_path_options, run_logged, train_command, train_env
+from maskdpo_xtuner.studies.world import tables
+from maskdpo_xtuner.studies.world.bestofn import best_of_n
 from maskdpo_xtuner.studies.world.pretrain import pretrain
 from maskdpo_xtuner.studies.world.properties import answer_stats, eval_answer_files, pair_properties
 from maskdpo_xtuner.studies.world.masks import write_masks
 from maskdpo_xtuner.studies.world.pooled import write_pooled
 from maskdpo_xtuner.studies.world.spread import write_spread
+from maskdpo_xtuner.studies.world.regime import RegimeWorld, regime_key
 from maskdpo_xtuner.studies.world.results import (aggregate_results, select_lr, summarize_runs,
                                                   write_results)
 from maskdpo_xtuner.studies.world.settings import StudySettings, arms, preset, spec_name
+from maskdpo_xtuner.studies.world.training_data import TrainingData
 from maskdpo_xtuner.pipeline.stages import ROOT, Stages, code_hash, write_json
 from maskdpo_xtuner.studies.world.world import World
 
@@ -72,17 +80,19 @@ CONFIGS = {'maskdpo': 'configs/world/world_maskdpo_cpu.py',
            'dpo': 'configs/world/world_dpo_cpu.py'}
 
 
-class Study:
+class Study(TrainingData):
     def __init__(self, settings: StudySettings, out: str, seeds: List[int], study: str = 'main',
                  eval_split: str = 'test'):
         """One world (``settings.world.seed``) and base model (``settings.pretrain.seed``)."""
         self.s, self.seeds, self.study = settings, seeds, study
         self.top = os.path.abspath(out)
-        self.world_root = os.path.join(self.top, 'world', str(settings.world.seed))
+        regime = f'-{settings.regime}' if settings.regime else ''  # its own world (regime.py)
+        self.world_root = os.path.join(self.top, 'world', f'{settings.world.seed}{regime}')
         self.out = os.path.join(self.world_root, f'base{settings.pretrain.seed}')
         self.eval_split = 'val' if study == 'tune' else eval_split
         self.stages = Stages()
         self.arms = arms(study, settings)
+        self.data_files = {}  # (seed, source) -> (pairs file, annotated file), sources.py
 
     # --------------------------------------------------------------- shared: world, base
     def build_world(self) -> str:
@@ -97,9 +107,13 @@ class Study:
                     write_jsonl(self._questions(split, ood), qs)
             print(f'  topics per split: '
                   f'{ {s: len(world.split(s)) for s in ("sft", "train", "val", "test")} }')
-        self.world_key = self.stages.run('world', d, {'config': asdict(self.s.world),
-                                                      'code': code_hash('world')}, make)
+        inputs = {'config': asdict(self.s.world), 'code': code_hash('world')}
+        if self.s.regime:  # only then: the default world's key stays what it was
+            inputs.update(regime_key(self.s.regime))
+        self.world_key = self.stages.run('world', d, inputs, make)
         self.world = World.load(os.path.join(d, 'world.json'))
+        if self.s.regime:
+            self.world = RegimeWorld(self.world, self.s.regime)
         return self.world_key
 
     def _questions(self, split, ood=False):
@@ -118,6 +132,10 @@ class Study:
     # --------------------------------------------------------------- per seed: data
     def seed_dir(self, seed, *parts):
         return os.path.join(self.out, f'seed{seed}', *parts)
+
+    def annotated(self, seed):
+        """The base model's labelled samples of the train questions (seed ``seed``)."""
+        return self.seed_dir(seed, 'annotate', 'annotated.jsonl')
 
     def build_pairs(self, seed: int) -> str:
         s = self.s
@@ -146,40 +164,16 @@ class Study:
             f'seed {seed}: build pairs', pairs_dir,
             {'annotate': key, 'seed': seed, 'code': code_hash('pairs')},
             lambda: make_pairs([annotated], pairs, seed=seed))
-        h = hashlib.sha256()
-        hash_file(h, pairs)
-        return 'pairs-' + h.hexdigest()[:16]  # training is keyed by what it trains on
+        return self.pairs_key(pairs)
 
-    # --------------------------------------------------------------- per seed: training
-    def subset_pairs(self, sp: dict, seed: int) -> List[dict]:
-        """The pairs of the spec's data subset, chosen deterministically from the seed and
-        nested (1/3 of the topics within 2/3, 1 question within 2): the first share of each
-        kind's train topics in a seeded order, or the first n of each topic's questions in a
-        seeded per-topic order."""
-        pairs = read_jsonl(self.pairs_file)
-        if sp['topics'] is None and sp['questions'] is None:
-            return pairs
-        keep = set()
-        for kind in sorted({t.kind for t in self.world.topics}):
-            topics = sorted((t for t in self.world.split('train') if t.kind == kind),
-                            key=lambda t: t.id)
-            random.Random(f'scaling-{seed}-{kind}').shuffle(topics)
-            if sp['topics'] is not None:
-                a, b = map(int, sp['topics'].split('/'))
-                topics = topics[:round(len(topics) * a / b)]
-            for topic in topics:
-                qids = [q['id'] for q in self.world.questions(topic)]
-                random.Random(f'scaling-{seed}-{kind}-{topic.id}').shuffle(qids)
-                keep.update(qids[:sp['questions'] or len(qids)])
-        return [p for p in pairs if p['id'] in keep]
-
-    def train_key(self, sp: dict, seed: int, pairs_key: str) -> tuple:
+    def train_key(self, sp: dict, seed: int, data_key: str) -> tuple:
         d = self.seed_dir(seed, 'train', spec_name(sp))
-        return d, {'pairs': pairs_key, 'base': self.base_key, 'spec': sp, 'seed': seed,
+        return d, {'pairs': data_key, 'base': self.base_key, 'spec': sp, 'seed': seed,
                    'batch_size': self.s.train_batch_size, 'code': code_hash('train')}
 
-    def train(self, sp: dict, seed: int, pairs_key: str) -> str:
-        d, inputs = self.train_key(sp, seed, pairs_key)
+    def train(self, sp: dict, seed: int, data_key: str) -> str:
+        """Train spec ``sp`` (``data_key``: :meth:`training_data`, which prepares its data)."""
+        d, inputs = self.train_key(sp, seed, data_key)
         return self.stages.run(f'seed {seed}: train {spec_name(sp)}', d, inputs,
                                lambda: self._train(sp, seed, d))
 
@@ -290,23 +284,23 @@ class Study:
                 pairs_summary = json.load(f)
             trained = {name: sp for name, sp in self.arms.items() if sp is not None}
             unique = {spec_name(sp): sp for sp in trained.values()}
+            data = {n: self.training_data(sp, seed, pairs_key) for n, sp in unique.items()}
             with ThreadPoolExecutor(max(1, self.s.jobs)) as pool:
-                keys = dict(zip(unique, pool.map(lambda sp: self.train(sp, seed, pairs_key),
-                                                 unique.values())))
-            results, training, answers = {}, {}, {}
+                keys = dict(zip(unique, pool.map(lambda n: self.train(unique[n], seed, data[n]),
+                                                 unique)))
+            results, training, answers, best = {}, {}, {}, {}
             for name, sp in self.arms.items():
-                if sp is None:
-                    ev = os.path.join(self.out, 'eval')
-                    results[name] = self.evaluate(self.base_dir, self.base_key, ev,
-                                                  seed, f'seed {seed}: base')
-                    answers[name] = self.answers(ev, seed)
-                    continue
-                sname = spec_name(sp)
+                sname = 'base' if sp is None else spec_name(sp)
                 d = self.seed_dir(seed, 'train', sname)
-                ev = self.seed_dir(seed, 'eval', sname)
-                results[name] = self.evaluate(os.path.join(d, 'hf'), keys[sname], ev, seed,
-                                              f'seed {seed}: {sname}')
+                model, key, ev = ((self.base_dir, self.base_key, os.path.join(self.out, 'eval'))
+                                  if sp is None else (os.path.join(d, 'hf'), keys[sname],
+                                                      self.seed_dir(seed, 'eval', sname)))
+                results[name] = self.evaluate(model, key, ev, seed, f'seed {seed}: {sname}')
                 answers[name] = self.answers(ev, seed)
+                if self.study == 'bestofn':
+                    best[name] = best_of_n(self, model, key, ev, seed, f'seed {seed}: {sname}')
+                if sp is None:
+                    continue
                 with open(os.path.join(d, 'losses.json')) as f:
                     losses = json.load(f)
                 log = losses['log']
@@ -315,16 +309,21 @@ class Study:
                                   'first_loss': log[0]['loss'] if log else None,
                                   'last_loss': log[-1]['loss'] if log else None,
                                   'last_reward_acc': log[-1].get('reward_acc') if log else None}
+                if sp.get('source') or sp.get('group'):  # what this arm's own pairs are like
+                    training[name]['properties'] = pair_properties(
+                        os.path.join(d, 'pairs.jsonl'), self.data_files.get(
+                            (seed, sp.get('source')), [None, self.annotated(seed)])[1])
             per_seed[seed] = {'results': results, 'pairs': pairs_summary, 'training': training,
                               'answers': answers, 'properties': pair_properties(
-                                  self.pairs_file, self.seed_dir(seed, 'annotate',
-                                                                 'annotated.jsonl'))}
+                                  self.pairs_file, self.annotated(seed))}
+            if best:
+                per_seed[seed]['best_of_n'] = best
         with open(os.path.join(self.base_dir, 'pretrain.json')) as f:
             base = json.load(f)
         setup = {'topics': {s: len(self.world.split(s)) for s in ('sft', 'train', 'val', 'test')},
                  'base_final_loss': base.get('final_loss')}
         doc = {'study': self.study, 'preset': self.s.preset, 'seeds': self.seeds,
-               'world': self.s.world.seed, 'base_seed': self.s.pretrain.seed,
+               'world': self.s.world.seed, 'base_seed': self.s.pretrain.seed, 'dir': self.out,
                'eval_split': self.eval_split, 'settings': asdict(self.s), 'setup': setup,
                'arms': {n: sp for n, sp in self.arms.items()},
                'per_seed': per_seed, 'aggregate': aggregate_results(per_seed, self.arms),
@@ -342,17 +341,18 @@ class Study:
 
 def run_study(preset_name: str = 'default', seeds=(0,), out: str = 'work_dirs/world_study',
               study: str = 'main', eval_split: str = 'test', worlds=(0,), base_seeds=None,
-              **overrides) -> dict:
+              regimes=None, **overrides) -> dict:
     """Run one study over worlds x training seeds and pool it (pooled.py). ``worlds``: world
     seeds; ``base_seeds``: the base model's seed per world (default: the world's own seed);
     ``overrides``: ``lr``, ``k``, ``pretrain_steps``, ``lrs``, ``threads``, ``jobs``,
     ``max_new_tokens``, ``eval_samples`` (None = the preset's value). The ``masks`` study runs
     the main study on validation and test topics, picks the world property that best explains the
-    Mask-DPO minus DPO gap on validation, and reports the test gap against it."""
+    Mask-DPO minus DPO gap on validation, and reports the test gap against it. The ``regime``
+    study runs the main study in the default world and in the worlds of ``regimes`` (profiles of
+    regime.py; default: all); ``source``, ``nearfar`` and ``bestofn`` also write the paper's
+    table beside the world's (tables.py)."""
     settings = copy.deepcopy(preset(preset_name))
-    for k, v in overrides.items():
-        if v is None:
-            continue
+    for k, v in ((k, v) for k, v in overrides.items() if v is not None):  # None: the preset's
         if k == 'pretrain_steps':
             settings.pretrain = dataclasses.replace(settings.pretrain, steps=v)
         elif hasattr(settings, k):
@@ -365,10 +365,11 @@ def run_study(preset_name: str = 'default', seeds=(0,), out: str = 'work_dirs/wo
         raise ValueError(f'--base-seeds {base_seeds}: give one base seed per world {worlds}, '
                          'and no (world, base seed) twice')
 
-    def over_worlds(study_name, split):
+    def over_worlds(study_name, split, regime=settings.regime):
         docs = []
         for w, b in zip(worlds, base_seeds):
             s = copy.deepcopy(settings)
+            s.regime = regime
             s.world = dataclasses.replace(s.world, seed=w)
             s.pretrain = dataclasses.replace(s.pretrain, seed=b)
             docs.append(Study(s, out, list(seeds), study_name, split).run())
@@ -376,12 +377,19 @@ def run_study(preset_name: str = 'default', seeds=(0,), out: str = 'work_dirs/wo
     if study == 'masks':
         return write_masks(over_worlds('main', 'val'), over_worlds('main', 'test'),
                            os.path.join(os.path.abspath(out), 'masks'))
+    if study == 'regime':
+        profiles = [None] + list(regimes or tables.PROFILES)
+        return tables.write_regime({p or 'default': over_worlds('main', eval_split, p)
+                                    for p in profiles},
+                                   pooled_dir(os.path.abspath(out), study, eval_split))
     docs = over_worlds(study, eval_split)
-    out_dir = pooled_dir(os.path.abspath(out), docs[0]['study'], docs[0]['eval_split'])
-    doc = write_pooled(docs, out_dir)
-    if len(docs) >= 3 and 'maskdpo' in doc['paired']:  # why the gap differs between worlds
-        doc['spread'] = write_spread(doc, out_dir)
-    return doc
+    where = pooled_dir(os.path.abspath(out), docs[0]['study'], docs[0]['eval_split'])
+    pooled = write_pooled(docs, where)
+    if study in tables.WRITERS:
+        pooled['table'] = tables.WRITERS[study](docs, where)
+    if len(docs) >= 3 and 'maskdpo' in pooled['paired']:
+        pooled['spread'] = write_spread(pooled, where)  # why the gap differs between worlds
+    return pooled
 
 
 def pooled_dir(out: str, study: str, eval_split: str) -> str:

@@ -1,8 +1,8 @@
 """Training-step benchmark: MaskDPO against XTuner's DPO, TRL's DPO and the memory floor.
 
-    python tools/bench_train.py                 # everything below (~15 minutes on 2 idle cores)
-    python tools/bench_train.py --rounds 1 --long-length 0 --no-float64   # the short setting only
-    bash tools/setup_trl.sh                     # once: the venv of the current TRL
+    bash tools/setup_trl.sh                     # once: the venv of the current TRL (~2 min)
+    python tools/bench_train.py                 # everything below (~20 minutes of CPU time)
+    python tools/bench_train.py --rounds 1 --long-length 0 --float64-pairs 0   # short setting only
 
 One run, the same weights, token ids and batch for every variant, each variant in a fresh
 process (the order a, b, ... then reversed, ``--rounds`` times):
@@ -23,9 +23,13 @@ process (the order a, b, ... then reversed, ``--rounds`` times):
   (``requirements-bench.txt``), the current TRL (``trl-new``, ``trl-new-pre``) in the venv of
   ``tools/setup_trl.sh``. An arm whose TRL is missing is left out, and the run says so.
 
-Printed per variant: steps/s (median, min and max over every timed step of every round),
-tokens/s, peak RSS, the libraries' RSS (after imports, before the model: torch alone is ~560 MB),
-peak / floor and (peak - libraries) / floor, the step-1 loss and the tokens the loss counts.
+Printed per variant: steps/s from the CPU time of each step (user + system time of the
+process, one torch thread: what an idle core gives, far steadier than wall time on a machine
+shared with other jobs; median, min and max over every timed step of every round) and the
+wall-clock median beside it, tokens/s, peak RSS, the libraries' RSS (after the imports, before
+the model: torch alone is ~560 MB), peak / floor and (peak - libraries) / floor, the step-1 loss
+and the tokens the loss counts. Then (d) and (e) against every TRL arm, and the project's fastest
+against TRL's fastest.
 
 The **floor** is what the step cannot avoid, in fp32: parameters (4 bytes each), gradients (4),
 AdamW state (8), one chunk of LM-head logits (``CHUNK_ELEMENTS`` floats) and the activations
@@ -40,9 +44,10 @@ variants are divided by the checkpointed floor, the others by the plain one.
 every '!' is replaced by '.'); ``mask_mode='none'`` counts every response token, text outside
 sentences included; TRL counts every completion token. The completions TRL gets are cut from the
 same ids at the first labelled token, so all of them count the same tokens. Their step-1 losses
-are printed in fp32 and, with ``--float64`` (default), recomputed in float64 in fresh processes:
-(a), (b), (d) (its reference online: the cache holds fp32) and the TRL arms with a reference
-model. Mask-DPO itself (``mask_mode='both'``) counts fewer tokens: the count is printed.
+are printed in fp32 and recomputed in float64 on the batch's first ``--float64-pairs`` pairs,
+each in a fresh process: (a), (b), (d) (its reference online: the cache holds fp32) and the TRL
+arms with a reference model. Mask-DPO itself (``mask_mode='both'``) counts fewer tokens: the
+count is printed.
 
 Then a long setting (``--long-length`` tokens per sequence, responses long enough to fill it)
 for ``--long-variants``: one pair (2 x 2,048 tokens, the floor's target setting) timed, and one
@@ -56,8 +61,10 @@ The model is a random Llama (``--hidden``, ``--layers``) with the real Llama-3 t
 ``tools/bench_masks.py``'s generator. The policy is the reference plus noise, so step-1 losses
 are not trivially log 2. Peak memory is the process's resident-set high-water mark (``VmHWM``)
 over the training steps, reset after the model is built (``/proc/self/clear_refs``): weights,
-gradients, AdamW state, and whatever the allocator keeps of freed memory. On a machine shared
-with other jobs the times are noisy: compare the ratios of one run; memory is not affected.
+gradients, AdamW state, and whatever the allocator keeps of freed memory (glibc keeps freed
+blocks under 32 MB; ``MALLOC_MMAP_THRESHOLD_=131072`` in the environment, which the children
+inherit, makes it return them, so that the peak is close to the live bytes). Load from other jobs
+does not change the memory figures.
 """
 import argparse
 import importlib.util
@@ -239,18 +246,20 @@ def child(args):
         reset = True
     except OSError:
         reset = False
-    times, losses = [], []
+    times, cpu_times, losses = [], [], []
     for step in range(args.warmup + args.steps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = model.compute_loss({k: v.clone() for k, v in batch.items()})
         loss = out['loss'].mean()  # XTuner's DPO returns one loss per pair
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         times.append(time.perf_counter() - t0)
+        cpu_times.append(time.process_time() - c0)
         losses.append(loss.item())
     peak = vm('VmHWM:') if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({'step_s': times[args.warmup:], 'losses': losses, 'peak_mb': peak / 2**20,
+    print(json.dumps({'step_s': times[args.warmup:], 'cpu_s': cpu_times[args.warmup:],
+                      'losses': losses, 'peak_mb': peak / 2**20,
                       'libraries_mb': libraries / 2**20,
                       'peak_source': 'VmHWM after clear_refs' if reset else 'ru_maxrss',
                       'reference_model_loaded': has_ref, 'threads': torch.get_num_threads()}))
@@ -289,7 +298,10 @@ def run_child(args, data, variant, steps=None, warmup=None, use_pairs=0, dtype='
         for k in ('hidden', 'layers', 'seed'):
             cmd += [f'--{k}', str(getattr(args, k))]
         env['PYTHONPATH'] = ROOT
+    t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    print(f'[bench_train] ({variant}) {os.path.basename(data)}, {use_pairs or "all"} pairs, '
+          f'{dtype}: {time.perf_counter() - t0:.0f} s', file=sys.stderr, flush=True)
     if proc.returncode != 0:
         sys.exit(f'variant {variant} failed:\n{proc.stderr[-3000:]}')
     result = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -330,30 +342,32 @@ def label(v, runs):
 
 
 def summarize(runs, info, floors, tokens_in_loss):
-    """One row per variant: the table, and the rows for the ratios."""
+    """One row per variant: the table, and the rows for the ratios. Speed is CPU time per step
+    (user + system of the process, one torch thread): what an idle core would give, steadier than
+    wall time on a shared machine; the wall-clock median is printed beside it."""
     rows = {}
     for v, rs in runs.items():
         if not rs:
             continue
-        steps = [s for r in rs for s in r['step_s']]
+        cpu = [s for r in rs for s in r['cpu_s']]
         peak, libs = max(r['peak_mb'] for r in rs), max(r['libraries_mb'] for r in rs)
         floor = sum(floors[v in CHECKPOINTED].values())
-        rows[v] = {'step_s': median(steps), 'fastest': min(steps), 'slowest': max(steps),
+        rows[v] = {'step_s': median(cpu), 'fastest': min(cpu), 'slowest': max(cpu),
+                   'wall_s': median([s for r in rs for s in r['step_s']]),
                    'peak_mb': peak, 'libraries_mb': libs, 'floor_mb': floor,
                    'loss1': rs[0]['losses'][0], 'tokens': tokens_in_loss(v, rs[0]),
-                   'ref': rs[0]['reference_model_loaded'], 'label': label(v, rs)}
-    print(f"\n{'':47}{'steps/s (min-max)':>20}{'tok/s':>7}{'peak MB':>9}{'libs MB':>9}"
-          f"{'peak/':>7}{'-libs/':>8}{'step-1 loss':>13}{'tokens':>8}  reference")
-    print(f"{'':47}{'':>20}{'':>7}{'':>9}{'':>9}{'floor':>7}{'floor':>8}{'':>13}{'in loss':>8}")
+                   'label': label(v, rs)}
+    print(f"\n{'':47}{'steps/s, CPU time':>20}{'wall':>7}{'tok/s':>7}{'peak':>7}{'libs':>6}"
+          f"{'peak/':>7}{'-libs/':>8}{'step-1 loss':>13}{'tokens':>8}")
+    print(f"{'':47}{'median (min-max)':>20}{'':>7}{'':>7}{'MB':>7}{'MB':>6}{'floor':>7}"
+          f"{'floor':>8}{'':>13}{'in loss':>8}")
     for v, row in rows.items():
-        print(f"{name(v, row)}{1 / row['step_s']:7.3f} "
-              f"({1 / row['slowest']:5.3f}-"
-              f"{1 / row['fastest']:5.3f}){info['tokens'] / row['step_s']:7.0f}"
-              f"{row['peak_mb']:9.0f}{row['libraries_mb']:9.0f}"
-              f"{row['peak_mb'] / row['floor_mb']:7.2f}"
+        print(f"{name(v, row)}{1 / row['step_s']:7.3f} ({1 / row['slowest']:5.3f}-"
+              f"{1 / row['fastest']:5.3f}){1 / row['wall_s']:7.3f}"
+              f"{info['tokens'] / row['step_s']:7.0f}{row['peak_mb']:7.0f}"
+              f"{row['libraries_mb']:6.0f}{row['peak_mb'] / row['floor_mb']:7.2f}"
               f"{(row['peak_mb'] - row['libraries_mb']) / row['floor_mb']:8.2f}"
-              f"{row['loss1']:13.8f}{row['tokens']:8d}  "
-              f"{'model loaded' if row['ref'] else 'precomputed'}")
+              f"{row['loss1']:13.8f}{row['tokens']:8d}")
     for ckpt in (False, True):
         parts = floors[ckpt]
         print(f"floor{' with checkpointing' if ckpt else ''}: {sum(parts.values()):.0f} MB = "
@@ -364,7 +378,8 @@ def summarize(runs, info, floors, tokens_in_loss):
 def ratios(rows, pairs):
     for x, y in pairs:
         if x in rows and y in rows:
-            print(f"({x})/({y}): steps/s {rows[y]['step_s'] / rows[x]['step_s']:.2f}x, "
+            print(f"({x})/({y}): steps/s {rows[y]['step_s'] / rows[x]['step_s']:.2f}x "
+                  f"(wall {rows[y]['wall_s'] / rows[x]['wall_s']:.2f}x), "
                   f"peak memory {rows[x]['peak_mb'] / rows[y]['peak_mb']:.2f}x, step-1 loss "
                   f"difference {rows[x]['loss1'] - rows[y]['loss1']:+.1e}")
 
@@ -401,7 +416,7 @@ def tokens_counter(info, pairs):
     return counts, tokens_in_loss
 
 
-def loss_agreement(rows, counts, floats64):
+def loss_agreement(rows, counts, floats64, pairs64):
     print(f"\ntokens in the loss: (a) {counts['labelled']} (labels other than -100 and id 0), "
           f"(b)-(e) {counts['none']} (mask_mode='none': every response token), TRL "
           f"{', '.join(str(r['tokens']) for v, r in rows.items() if v.startswith('trl'))} "
@@ -411,8 +426,8 @@ def loss_agreement(rows, counts, floats64):
           f"difference {max(same) - min(same):.1e} (fp32 sums of ~{counts['none']} log-probs)")
     if not floats64:
         return
-    print('float64 step-1 losses, each in a fresh process ((d) with its reference online: the '
-          'cache holds fp32):')
+    print(f"float64 step-1 losses on the batch's first {pairs64} pair(s), each in a fresh "
+          'process ((d) with its reference online: the cache holds fp32):')
     first = next(iter(floats64.values()))
     for v, loss in floats64.items():
         print(f"  ({v}) {loss!r}  difference {loss - first:+.1e}")
@@ -430,7 +445,7 @@ def main(argv=None):
     p.add_argument('--max-length', type=int, default=256)
     p.add_argument('--hidden', type=int, default=256)
     p.add_argument('--layers', type=int, default=4)
-    p.add_argument('--steps', type=int, default=3, help='timed steps per variant and round')
+    p.add_argument('--steps', type=int, default=2, help='timed steps per variant and round')
     p.add_argument('--warmup', type=int, default=1)
     p.add_argument('--threads', type=int, default=1,
                    help='torch threads (1: steadier on a CPU shared with other jobs)')
@@ -442,13 +457,13 @@ def main(argv=None):
                                         'tools/setup_trl.sh, if built)')
     p.add_argument('--build-trl', action='store_true',
                    help='build the venv of tools/setup_trl.sh if it is not built')
-    p.add_argument('--no-float64', dest='float64', action='store_false',
-                   help='skip the float64 step-1 losses')
+    p.add_argument('--float64-pairs', type=int, default=2,
+                   help='pairs (the first of the batch) of the float64 step-1 losses (0: none)')
     p.add_argument('--long-length', type=int, default=2048,
                    help='tokens per sequence of the long setting (0: none)')
     p.add_argument('--long-variants', default='d,e')
     p.add_argument('--long-steps', type=int, default=2)
-    p.add_argument('--fit-pairs', type=int, default=3,
+    p.add_argument('--fit-pairs', type=int, default=2,
                    help='pairs of the second long run: the line through 1 and this many pairs')
     p.add_argument('--budget-gb', type=float, default=16.0,
                    help='memory budget (GiB) for the pairs-per-step comparison')
@@ -490,16 +505,17 @@ def main(argv=None):
         floors = {ckpt: floor_mb(args, n_params, info['tokens'], ckpt) for ckpt in (False, True)}
         counts, tokens_in_loss = tokens_counter(info, args.pairs)
         rows = summarize(runs, info, floors, tokens_in_loss)
-        print(f"(steps/s: median, slowest and fastest of {args.rounds} x {args.steps} steps "
-              f"each; peak: resident set of the whole process over the steps, MB = 2^20 bytes)")
+        print(f"(steps/s: CPU time per step, median, slowest and fastest of {args.rounds} x "
+              f"{args.steps} steps each; wall: median wall-clock steps/s; peak: resident set of "
+              f"the whole process over the steps; MB = 2^20 bytes)")
         ratios(rows, [('c', 'a'), ('d', 'c'), ('d', 'a'), ('e', 'd')])
         against_trl(rows)
         floats64 = {}
-        if args.float64:
-            floats64 = {v: run_child(args, today, v, steps=1, warmup=0,
-                                     dtype='float64')['losses'][0]
+        if args.float64_pairs:
+            floats64 = {v: run_child(args, today, v, steps=1, warmup=0, dtype='float64',
+                                     use_pairs=args.float64_pairs)['losses'][0]
                         for v in FLOAT64_VARIANTS if v in variants}
-        loss_agreement(rows, counts, floats64)
+        loss_agreement(rows, counts, floats64, args.float64_pairs)
         rows_long = long_setting(args, tmp, tok, n_params, long_variants) \
             if args.long_length and long_variants else None
     print(f'load average at the end: {os.getloadavg()[0]:.1f}')
@@ -520,8 +536,8 @@ def long_setting(args, tmp, tok, n_params, variants):
     floors = {ckpt: floor_mb(args, n_params, tokens, ckpt) for ckpt in (False, True)}
     counts, tokens_in_loss = tokens_counter(info, 1)
     rows = summarize(runs, dict(info, tokens=tokens), floors, tokens_in_loss)
-    print(f"(steps/s: median, slowest and fastest of {args.long_steps} steps after "
-          f"{args.warmup} warm-up)")
+    print(f"(steps/s: CPU time per step, median, slowest and fastest of {args.long_steps} steps "
+          f"after {args.warmup} warm-up)")
     ratios(rows, [('e', 'd')])
     against_trl(rows)
     budget = args.budget_gb * 1024

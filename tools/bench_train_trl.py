@@ -114,16 +114,18 @@ def main(argv=None):
         reset = True
     except OSError:
         reset = False
-    times, losses = [], []
+    times, cpu_times, losses = [], [], []
     for step in range(args.warmup + args.steps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         loss = trainer.training_step(model, dict(batch))
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         times.append(time.perf_counter() - t0)
+        cpu_times.append(time.process_time() - c0)
         losses.append(loss.item())
     peak = vm('VmHWM:') if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({'step_s': times[args.warmup:], 'losses': losses, 'peak_mb': peak / 2**20,
+    print(json.dumps({'step_s': times[args.warmup:], 'cpu_s': cpu_times[args.warmup:],
+                      'losses': losses, 'peak_mb': peak / 2**20,
                       'libraries_mb': libraries / 2**20,
                       'peak_source': 'VmHWM after clear_refs' if reset else 'ru_maxrss',
                       'reference_model_loaded': trainer.ref_model is not None,

@@ -505,7 +505,7 @@ def build_cases(base: str, root: str) -> List[Case]:
     ]
     for bench, flag in (('bench_annotate', '--sentences'), ('bench_dataset', '--ranks'),
                         ('bench_masks', '--records'), ('bench_sampling', '--questions'),
-                        ('bench_train', '--steps')):
+                        ('bench_train', '--steps'), ('bench_train_trl', '--steps')):
         cases.append(Case(bench, f'{flag} not a number', [flag, 'x'], names=[flag]))
     return cases
 

@@ -76,8 +76,8 @@ def test_the_maskdpo_xtuner_command(tmp_path, capsys):
     assert 'tiny_cpu_maskdpo' in names and all('tiny_cpu' in n for n in names)
     assert main(['copy-cfg', 'tiny_cpu_maskdpo', str(tmp_path)]) == 0
     assert (tmp_path / 'tiny_cpu_maskdpo_copy.py').exists()
-    assert main(['copy-cfg', 'tiny_cpu_maskdpo', str(tmp_path)]) == 2  # exists: refused
-    assert 'exists' in capsys.readouterr().err
+    with pytest.raises(SystemExit, match='exists'):  # refused, named, no traceback
+        main(['copy-cfg', 'tiny_cpu_maskdpo', str(tmp_path)])
     out = tmp_path / 'pairs.jsonl'
     assert main(['import-pairs', '--format', 'trl',
                  os.path.join(ROOT, 'data', 'formats', 'trl_sample.jsonl'), '--out', str(out),

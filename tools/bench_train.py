@@ -50,11 +50,13 @@ arms with a reference model. Mask-DPO itself (``mask_mode='both'``) counts fewer
 count is printed.
 
 Then a long setting (``--long-length`` tokens per sequence, responses long enough to fill it)
-for ``--long-variants``: one pair (2 x 2,048 tokens, the floor's target setting) timed, and one
-step at ``--fit-pairs`` pairs; memory is linear in the pairs at a fixed length, so the line
-through the two peaks (both after a warm-up step, so that the AdamW state is in both) gives the
-pairs per step within ``--budget-gb``. A run whose predicted peak exceeds the memory the machine
-has available is not started, and the run says so.
+for ``--long-variants``: one pair (2 x 2,048 tokens, the floor's target setting) timed, and, for
+``--fit-variants``, one step at ``--fit-pairs`` pairs; memory is linear in the pairs at a fixed
+length, so the line through the two peaks (both after a warm-up step, so that the AdamW state is
+in both) gives the pairs per step within ``--budget-gb``. The growth per pair is taken as at
+least the floor's activations of one pair: with few pairs a fixed peak (the optimizer step, the
+head's weight gradient) can hide the activations. A run whose predicted peak exceeds the memory
+the machine has available is not started, and the run says so.
 
 The model is a random Llama (``--hidden``, ``--layers``) with the real Llama-3 tokenizer's
 128,256-token vocabulary, so the LM head dominates as in an 8B model's logits; data from
@@ -463,7 +465,9 @@ def main(argv=None):
                    help='tokens per sequence of the long setting (0: none)')
     p.add_argument('--long-variants', default='d,e')
     p.add_argument('--long-steps', type=int, default=2)
-    p.add_argument('--fit-pairs', type=int, default=2,
+    p.add_argument('--fit-variants', default='e',
+                   help='long variants also run at --fit-pairs pairs, for the pairs in budget')
+    p.add_argument('--fit-pairs', type=int, default=4,
                    help='pairs of the second long run: the line through 1 and this many pairs')
     p.add_argument('--budget-gb', type=float, default=16.0,
                    help='memory budget (GiB) for the pairs-per-step comparison')
@@ -477,8 +481,9 @@ def main(argv=None):
         return child(args)
 
     wanted = [v.strip() for v in args.variants.split(',') if v.strip()]
+    args.fit_variants = [v.strip() for v in args.fit_variants.split(',') if v.strip()]
     long_wanted = [v.strip() for v in args.long_variants.split(',') if v.strip()]
-    unknown = sorted(set(wanted + long_wanted) - set(VARIANTS))
+    unknown = sorted(set(wanted + long_wanted + args.fit_variants) - set(VARIANTS))
     if unknown:
         p.error(f'unknown variants {unknown}; choose from {", ".join(VARIANTS)}')
     args.pythons = {}
@@ -541,20 +546,27 @@ def long_setting(args, tmp, tok, n_params, variants):
     ratios(rows, [('e', 'd')])
     against_trl(rows)
     budget = args.budget_gb * 1024
+    if not any(v in args.fit_variants for v in rows):
+        return rows
     print(f'\npairs per step (of 2 x {args.long_length} tokens) within {args.budget_gb:g} GiB of '
           f'peak RSS, from the line through the peaks at 1 and {fit} pairs (one step each after '
-          'a warm-up step):')
-    for v, row in rows.items():
+          "a warm-up step); the growth per pair is at least the floor's activations of a pair:")
+    for v in (v for v in rows if v in args.fit_variants):
+        row = rows[v]
         predicted = row['peak_mb'] + (fit - 1) * (row['peak_mb'] - row['libraries_mb'])
         if predicted > available_mb() - 2048:
             print(f"  {name(v, row)} not run at {fit} pairs: up to {predicted:.0f} MB "
                   f"predicted, {available_mb():.0f} MB available")
             continue
         peak_fit = run_child(args, folder, v, steps=1, use_pairs=fit)['peak_mb']
-        per_pair = (peak_fit - row['peak_mb']) / (fit - 1)
-        fits = 1 + int((budget - row['peak_mb']) // per_pair) if per_pair > 0 else float('inf')
+        measured = (peak_fit - row['peak_mb']) / (fit - 1)
+        least = floors[v in CHECKPOINTED]['activations']
+        per_pair = max(measured, least)
+        fits = max(1 + int((budget - row['peak_mb']) // per_pair), 0)
         print(f"  {name(v, row)} {row['peak_mb']:6.0f} / {peak_fit:6.0f} MB at 1 / "
-              f"{fit} pairs, +{per_pair:5.0f} MB per pair -> {max(fits, 0)} pairs")
+              f"{fit} pairs: +{measured:4.0f} MB per pair measured"
+              + (f', below the floor\'s {least:.0f}: {least:.0f} taken' if measured < least
+                 else '') + f' -> {fits} pairs')
     return rows
 
 

@@ -325,7 +325,8 @@ def write_regime(by_profile: Dict[str, List[dict]], out_dir: str) -> dict:
                           for a in docs[0]['arms']} for p, docs in by_profile.items()}}
 
     def plot(plt):
-        fig, ax = plt.subplots(figsize=(8, 4.5))
+        fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 4.5),
+                                      gridspec_kw={'width_ratios': [3, 2]})
         for j, p in enumerate(names):
             for i, c in enumerate(CELLS):
                 g = gaps[p][f'{c[0]}/{c[1]}']
@@ -338,7 +339,18 @@ def write_regime(by_profile: Dict[str, List[dict]], out_dir: str) -> dict:
         ax.set_xticks(range(len(CELLS)))
         ax.set_xticklabels([cell_label(c) for c in CELLS], fontsize=8)
         ax.set_ylabel('Mask-DPO minus DPO (score points)')
+        ax.set_title('one world and base model per profile', fontsize=9)
         ax.legend(fontsize=8)
+        for c, marker in ((('in-domain', 'greedy'), 'o'), (('ood', 'greedy'), 's')):
+            xs = [props[p]['chosen_hallucinated'] for p in names]
+            ys = [gaps[p][f'{c[0]}/{c[1]}']['mean'] * 100 for p in names]
+            ax2.plot(xs, ys, marker + '-', label=CELL_NAMES[c])
+            for x, y, p in zip(xs, ys, names):
+                ax2.annotate(p, (x, y), fontsize=7, xytext=(3, 3), textcoords='offset points')
+        ax2.axhline(0, color='black', lw=0.8)
+        ax2.set_xlabel("hallucinated share of the chosen answers' fact sentences")
+        ax2.set_ylabel('Mask-DPO minus DPO (score points)')
+        ax2.legend(fontsize=8)
         return fig
     return _write(out_dir, 'regime', doc, lines, plot)
 

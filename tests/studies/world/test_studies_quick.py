@@ -110,7 +110,7 @@ def test_bestofn_study(quick_main, tmp_path):
 
 def test_regime_study(quick_main, tmp_path):
     out = copy_of(quick_main, tmp_path)
-    report = run_study('quick', out=out, study='regime', **OPTS)
+    report = run_study('quick', out=out, study='regime', regimes=['learnable'], **OPTS)
     assert set(report['gaps']) == {'default', 'learnable'}
     root = os.path.join(out, 'world', '0-learnable')
     assert os.path.exists(os.path.join(root, 'base0', 'model', 'config.json'))

@@ -40,8 +40,12 @@ CONFIG = 'configs/maskdpo/smollm2_cpu_maskdpo.py'
 TRAIN_CODE = [CONFIG, 'configs/maskdpo/llama3_1_8b_instruct_maskdpo_full.py', 'configs/_base_',
               'maskdpo_xtuner/model', 'maskdpo_xtuner/dataset']
 PAIRS_PER_STEP = 8  # the config's pairs per optimizer step (batch x accumulation)
-CODE = ['maskdpo_xtuner/studies/real', 'maskdpo_xtuner/pipeline', 'maskdpo_xtuner/generation',
-        'maskdpo_xtuner/annotate']  # what samples, labels and evaluates (the judges included)
+# what samples, labels and evaluates (the judges included); not report.py or audit.py, which
+# only read the stages' outputs, so a report fix never re-runs a stage
+CODE = ['maskdpo_xtuner/studies/real/' + f for f in
+        ('run.py', 'settings.py', 'geodata.py', 'reading.py', 'claims.py', 'country_claims.py',
+         'countries.py', 'cities.py')] + \
+    ['maskdpo_xtuner/pipeline', 'maskdpo_xtuner/generation', 'maskdpo_xtuner/annotate']
 
 
 class _Engine:
@@ -139,7 +143,7 @@ class RealRun:
         self.stages.run('questions', qdir, {'train': s.train_questions,
                                             'sets': {k: [r['id'] for r in v[1]]
                                                      for k, v in sets.items()},
-                                            'code': code_hash(CODE[:1])},
+                                            'code': self.code},
                          write)
 
     def _data(self, base: _Engine):

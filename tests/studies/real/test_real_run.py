@@ -10,7 +10,7 @@ from maskdpo_xtuner.io.jsonl import read_jsonl, write_jsonl
 from maskdpo_xtuner.pipeline.stages import ROOT
 from maskdpo_xtuner.studies.real import countries
 from maskdpo_xtuner.studies.real.report import behaviour, comparisons, estimate
-from maskdpo_xtuner.studies.real.run import TRAIN_CODE, RealRun
+from maskdpo_xtuner.studies.real.run import CODE, TRAIN_CODE, RealRun
 from maskdpo_xtuner.studies.real.settings import (QUESTION_FORMS, eval_sets, model_names,
                                                   settings_from)
 
@@ -90,6 +90,16 @@ def test_training_is_keyed_by_every_config_it_reads():
     for rel in TRAIN_CODE[1:3]:  # the configs the child inherits
         assert os.path.exists(os.path.join(ROOT, rel))
         assert os.path.basename(rel).split('.')[0] in text
+
+
+def test_stages_are_keyed_by_every_module_that_makes_their_outputs():
+    """Every module of studies/real but the report's is in the stages' key, so a new judge module
+    cannot be forgotten and a report fix never re-runs a stage."""
+    folder = os.path.join(ROOT, 'maskdpo_xtuner', 'studies', 'real')
+    keyed = {os.path.basename(p) for p in CODE if p.endswith('.py')}
+    modules = {f for f in os.listdir(folder) if f.endswith('.py')}
+    assert keyed == modules - {'__init__.py', 'report.py', 'audit.py'}
+    assert all(os.path.exists(os.path.join(ROOT, p)) for p in CODE)
 
 
 def _record(code, answers, labels, finish=None):

@@ -23,11 +23,14 @@ has done already (xtuner imports ``datasets``), and tokenizer loading excluded) 
 reclaimable).
 """
 import argparse
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
+
+from maskdpo_xtuner.io.procs import Child
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -78,14 +81,16 @@ def run_ranks(args, backend, ranks, cache):
            '--tokenizer-dir', args.tokenizer_dir, '--max-length', str(args.max_length),
            '--num-proc', str(args.num_proc)]
     t0 = time.perf_counter()
-    procs = [subprocess.Popen(cmd, env=dict(env, LOCAL_RANK=str(r)), stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL, text=True) for r in range(ranks)]
     out = []
-    for p in procs:
-        stdout, _ = p.communicate()
-        if p.returncode:
-            sys.exit(f'a {backend} rank failed ({p.returncode}):\n{stdout}')
-        out.append(json.loads(stdout.split('RESULT ', 1)[1]))
+    with contextlib.ExitStack() as owned:  # a kill of this bench stops every rank too
+        procs = [owned.enter_context(Child(cmd, env=dict(env, LOCAL_RANK=str(r)), text=True,
+                                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL))
+                 for r in range(ranks)]
+        for p in procs:
+            stdout, _ = p.proc.communicate()
+            if p.returncode:
+                sys.exit(f'a {backend} rank failed ({p.returncode}):\n{stdout}')
+            out.append(json.loads(stdout.split('RESULT ', 1)[1]))
     wall = time.perf_counter() - t0
     return out, wall
 

@@ -78,6 +78,8 @@ import sys
 import tempfile
 import time
 
+from maskdpo_xtuner.io.procs import Child
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRL_ARM = os.path.join(ROOT, 'tools', 'bench_train_trl.py')
 SETUP_TRL = os.path.join(ROOT, 'tools', 'setup_trl.sh')
@@ -301,12 +303,13 @@ def run_child(args, data, variant, steps=None, warmup=None, use_pairs=0, dtype='
             cmd += [f'--{k}', str(getattr(args, k))]
         env['PYTHONPATH'] = ROOT
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    with Child(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as child:
+        stdout, stderr = child.proc.communicate()  # a kill of this bench stops the child too
     print(f'[bench_train] ({variant}) {os.path.basename(data)}, {use_pairs or "all"} pairs, '
           f'{dtype}: {time.perf_counter() - t0:.0f} s', file=sys.stderr, flush=True)
-    if proc.returncode != 0:
-        sys.exit(f'variant {variant} failed:\n{proc.stderr[-3000:]}')
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    if child.returncode != 0:
+        sys.exit(f'variant {variant} failed:\n{stderr[-3000:]}')
+    result = json.loads(stdout.strip().splitlines()[-1])
     result['variant'] = variant
     return result
 

@@ -189,3 +189,19 @@ def test_train_leaves_no_trainer_running(tmp_path, sig, tiny_model_dir):
          f'train_dataloader.dataset.cache_dir={tmp_path / "cache"}'],
         env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
     kill_and_check(proc, sig, 1, settle=5, match='maskdpo_xtuner.train')  # the trainer
+
+
+def test_no_program_starts_a_process_it_does_not_own():
+    """Every Popen of the package and the tools goes through Child (the short subprocess.run
+    calls that remain wait for their command: a setup script, git, pip download)."""
+    import re
+    found = []
+    for top in ('maskdpo_xtuner', 'tools'):
+        for folder, _, files in os.walk(os.path.join(ROOT, top)):
+            for name in files:
+                path = os.path.join(folder, name)
+                if not name.endswith('.py') or path.endswith(os.path.join('io', 'procs.py')):
+                    continue
+                if re.search(r'\bPopen\(', open(path).read()):
+                    found.append(os.path.relpath(path, ROOT))
+    assert found == []

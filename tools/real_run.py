@@ -29,7 +29,7 @@ def parse_args(argv=None):
     d = RealRunSettings()
     p = tool_parser(__doc__)
     p.add_argument('--preset', choices=list(PRESETS), default='default',
-                   help='quick: one training seed, one question form')
+                   help='quick: one training seed, one question form, greedy only, 150 cities')
     p.add_argument('--out', default='work_dirs/real_run')
     p.add_argument('--model', help="base model folder (default: tools/build_smollm2.py's)")
     p.add_argument('--arms', nargs='+', choices=list(ARMS), help=f'({" ".join(MAIN_ARMS)})')
@@ -45,8 +45,8 @@ def parse_args(argv=None):
     p.add_argument('--n', '--k', dest='k', type=int, metavar='N',
                    help=f'answers sampled per train country ({d.k})')
     p.add_argument('--max-new-tokens', type=int, help=f'({d.max_new_tokens})')
-    p.add_argument('--eval-seeds', type=int, nargs='+', help=f'sampled evaluation runs '
-                   f'({d.eval_seeds})')
+    p.add_argument('--eval-seeds', type=int, nargs='*', help=f'sampled evaluation runs '
+                   f'({d.eval_seeds}; none: greedy only)')
     p.add_argument('--anah-questions', type=int,
                    help=f'countries also labelled by the ANAH-v2 judge ({d.anah_questions})')
     p.add_argument('--batch-size', type=int, help=f'pairs per training iteration, x '

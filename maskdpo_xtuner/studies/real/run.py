@@ -41,10 +41,11 @@ TRAIN_CODE = [CONFIG, 'configs/maskdpo/llama3_1_8b_instruct_maskdpo_full.py', 'c
               'maskdpo_xtuner/model', 'maskdpo_xtuner/dataset']
 PAIRS_PER_STEP = 8  # the config's pairs per optimizer step (batch x accumulation)
 # what samples, labels and evaluates (the judges included); not report.py or audit.py, which
-# only read the stages' outputs, so a report fix never re-runs a stage
+# only read the stages' outputs, nor settings.py, whose values reach every stage's key as values
+# (a new preset re-runs nothing)
 CODE = ['maskdpo_xtuner/studies/real/' + f for f in
-        ('run.py', 'settings.py', 'geodata.py', 'reading.py', 'claims.py', 'country_claims.py',
-         'countries.py', 'cities.py')] + \
+        ('run.py', 'geodata.py', 'reading.py', 'claims.py', 'country_claims.py', 'countries.py',
+         'cities.py')] + \
     ['maskdpo_xtuner/pipeline', 'maskdpo_xtuner/generation', 'maskdpo_xtuner/annotate']
 
 
@@ -243,6 +244,8 @@ class RealRun:
         for set_name, (annotator, _) in eval_sets(s).items():
             questions = self.path('questions', f'{set_name}.jsonl')
             for tag, seeds in (('greedy', None), ('sampled', list(s.eval_seeds))):
+                if tag == 'sampled' and not seeds:
+                    continue  # --eval-seeds with no seed: greedy only
                 d = self.path('eval', name, set_name, tag)
                 settings = EvalSettings(questions=questions, out_dir=d, seeds=seeds,
                                         temperature=s.temperature, top_k=s.top_k,
@@ -251,7 +254,8 @@ class RealRun:
                 self.stages.run(f'evaluate {name}, {set_name}, {tag}', d,
                                 {'model': folder_fingerprint(self.model_dir(name)),
                                  'questions': file_hash(questions), 'annotator': annotator,
-                                 'settings': [tag, seeds, s.max_new_tokens], 'code': self.code},
+                                 'settings': [tag, seeds, s.max_new_tokens, s.temperature,
+                                              s.top_k], 'code': self.code},
                                 lambda settings=settings: evaluate_anah(
                                     settings, engine.spec(), name, AnnotatorSpec(annotator)),
                                 resumable=True)

@@ -21,6 +21,7 @@ def test_settings_presets_arms_and_refusals():
     assert s.arms == ('dpo', 'maskdpo') and s.train_seeds == (0, 1, 2)
     q = settings_from('quick')
     assert q.train_seeds == (0,) and model_names(q) == ['base', 'dpo-s0', 'maskdpo-s0']
+    assert q.eval_seeds == () and len(eval_sets(q)['out-of-domain'][1]) == 150  # greedy only
     assert settings_from('quick', train_seeds=[4, 5]).train_seeds == (4, 5)
     with pytest.raises(ValueError, match='unknown settings'):
         settings_from(topk=40)
@@ -93,12 +94,12 @@ def test_training_is_keyed_by_every_config_it_reads():
 
 
 def test_stages_are_keyed_by_every_module_that_makes_their_outputs():
-    """Every module of studies/real but the report's is in the stages' key, so a new judge module
-    cannot be forgotten and a report fix never re-runs a stage."""
+    """Every module of studies/real that makes a stage's output is in the stages' key, so a new
+    judge module cannot be forgotten; a report fix or a new preset never re-runs a stage."""
     folder = os.path.join(ROOT, 'maskdpo_xtuner', 'studies', 'real')
     keyed = {os.path.basename(p) for p in CODE if p.endswith('.py')}
     modules = {f for f in os.listdir(folder) if f.endswith('.py')}
-    assert keyed == modules - {'__init__.py', 'report.py', 'audit.py'}
+    assert keyed == modules - {'__init__.py', 'report.py', 'audit.py', 'settings.py'}
     assert all(os.path.exists(os.path.join(ROOT, p)) for p in CODE)
 
 

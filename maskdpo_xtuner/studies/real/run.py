@@ -60,8 +60,10 @@ class _Engine:
     def spec(self) -> BackendSpec:
         from maskdpo_xtuner.generation.serve import Server, vllm_command, vllm_env
         if self.server is None:
+            # 4096: the base model is also the ANAH-v2 judge, whose three-turn conversation
+            # (up to 512 new tokens a turn) outgrew 1024 tokens on the second country
             cmd = vllm_command(self.model_dir, self.port, served_name=self.name,
-                               log_requests=False)
+                               log_requests=False, max_model_len=4096)
             self.server = Server(cmd, self.port, self.log, env=vllm_env(cpus=self.s.cpus))
             print(f'[serve {self.name}] starting vLLM on port {self.port} (log {self.log})',
                   flush=True)

@@ -1,7 +1,7 @@
 """Training-step benchmark: MaskDPO against XTuner's DPO, TRL's DPO and the memory floor.
 
     bash tools/setup_trl.sh                     # once: the venv of the current TRL (~2 min)
-    python tools/bench_train.py                 # everything below (~20 minutes of CPU time)
+    python tools/bench_train.py                 # everything below (~26 min wall on 2 loaded cores)
     python tools/bench_train.py --rounds 1 --long-length 0 --float64-pairs 0   # short setting only
 
 One run, the same weights, token ids and batch for every variant, each variant in a fresh

@@ -199,6 +199,8 @@ def build_report(run) -> dict:
                 got = [rows.get(f'{arm}-s{x}') for x in seeds]
                 if all(got):
                     by_arm[arm] = got
+            if not by_arm:
+                continue  # not evaluated (greedy only: no --eval-seeds)
             results[cell] = {arm: _mean_over_seeds(r) for arm, r in by_arm.items()}
             paired[cell] = {f'{a} - {b}': _paired(by_arm[a], by_arm[b])
                             for a, b in comparisons(s.arms) if a in by_arm and b in by_arm}

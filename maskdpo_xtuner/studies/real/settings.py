@@ -85,8 +85,9 @@ def settings_from(preset: str = 'default', **overrides) -> RealRunSettings:
 
 
 def model_names(s: RealRunSettings):
-    """The models the study evaluates: the base, then every arm x training seed."""
-    return ['base'] + [f'{arm}-s{seed}' for arm in s.arms for seed in s.train_seeds]
+    """The models the study evaluates: the base, then every arm of each training seed, seed by
+    seed (so a run stopped half-way has every arm of its first seeds to compare)."""
+    return ['base'] + [f'{arm}-s{seed}' for seed in s.train_seeds for arm in s.arms]
 
 
 def eval_sets(s: RealRunSettings) -> dict:

@@ -22,6 +22,8 @@ def test_settings_presets_arms_and_refusals():
     q = settings_from('quick')
     assert q.train_seeds == (0,) and model_names(q) == ['base', 'dpo-s0', 'maskdpo-s0']
     assert q.eval_seeds == () and len(eval_sets(q)['out-of-domain'][1]) == 150  # greedy only
+    assert model_names(settings_from(train_seeds=[0, 1])) == [  # seed by seed
+        'base', 'dpo-s0', 'maskdpo-s0', 'dpo-s1', 'maskdpo-s1']
     assert settings_from('quick', train_seeds=[4, 5]).train_seeds == (4, 5)
     with pytest.raises(ValueError, match='unknown settings'):
         settings_from(topk=40)

@@ -34,11 +34,14 @@ from maskdpo_xtuner.pipeline.stages import write_json
 from maskdpo_xtuner.studies.real.country_claims import checked_share
 from maskdpo_xtuner.studies.real.settings import ABLATIONS, eval_sets, model_names
 
-# seconds per unit of work, measured on this project's 2-core machine (docs/real_model.md);
-# the report sets each stage's measured time beside the estimate they give
-RATES = {'server_start': 50.0, 'sample_answer': 0.92, 'anah_country': 88.0,
-         'model_load': 60.0, 'reference_pair': 0.6, 'train_pair': 2.5, 'train_fixed': 150.0,
-         'eval_answer': 0.75}
+# seconds per unit of work, measured by the default run of 2026-12-04 on this project's 2-core
+# machine (another job at nice 19 beside it; docs/real_model.md): a vLLM start, an answer sampled
+# for pairs (160 tokens at most, 64 in flight), a country through the ANAH-v2 judge, a pair
+# through the reference pass, a pair-epoch of training (one torch thread) and an evaluation
+# answer. The report sets each stage's measured time beside the estimate they give.
+RATES = {'server_start': 32.0, 'sample_answer': 0.84, 'anah_country': 50.0,
+         'model_load': 60.0, 'reference_pair': 1.2, 'train_pair': 5.1, 'train_fixed': 60.0,
+         'eval_answer': 0.95}
 EPOCHS = 3
 HALLUCINATED = ('contradictory', 'unverifiable')
 

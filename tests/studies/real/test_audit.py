@@ -66,3 +66,15 @@ def test_cohen_kappa_and_agreement_under_both_parsings():
     assert off['sentences'] == 4 and off['unparsed'] == 1 and off['agreement'] == 1.0
     assert off['kappa'] == 1.0 and off['confusion']['unparsed']['unverifiable'] == 1
     assert tol['not_reached'] == 1 and tol['unparsed'] == 2 and tol['unparsed_share'] == 2 / 3
+
+
+def test_the_country_judge_on_a_trained_models_answers():
+    """60 sentences of the DPO model's answers (real study, seed 0, greedy), labelled by reading:
+    the judge must hold on trained answers too (docs/real_model.md, section 8)."""
+    items = read_jsonl(os.path.join(HERE, 'audit_countries_trained.jsonl'))
+    assert len(items) == 60 and {x['model'] for x in items} == {'dpo-s0'}
+    assert all(x['truth'] in TRUTHS and x['reason'].strip() for x in items)
+    a = audit(items, 'countries')
+    floors = {'hallucinated': (0.65, 0.85), 'contradictory': (0.95, 0.40), 'ok': (0.95, 0.30)}
+    for key, (precision, recall) in floors.items():
+        assert a[key]['precision'] >= precision and a[key]['recall'] >= recall, (key, a[key])

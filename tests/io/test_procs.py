@@ -24,6 +24,14 @@ GRANDCHILD = ("import subprocess, sys, time; subprocess.Popen([sys.executable, '
               "'import time; time.sleep(600)']); time.sleep(600)")
 
 
+def spawn(cmd, **popen):
+    """The program under test, with SIGINT at its default action as from a terminal: a shell
+    that runs this suite in the background ignores SIGINT, its children inherit that, and a
+    Python started so never turns SIGINT into KeyboardInterrupt."""
+    return subprocess.Popen(cmd, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+                            **popen)
+
+
 def descendants(pid):
     return [p.pid for p in psutil.Process(pid).children(recursive=True)]
 
@@ -104,7 +112,7 @@ def test_an_owned_child_and_its_group_end_with_their_owner(tmp_path, sig):
             return call([sys.executable, '-c', {GRANDCHILD!r}])
         main()
     '''))
-    proc = subprocess.Popen([sys.executable, str(owner)], env=ENV)
+    proc = spawn([sys.executable, str(owner)], env=ENV)
     seconds = kill_and_check(proc, sig, 2)  # the child and its grandchild
     assert seconds < 10
     if sig != signal.SIGKILL:
@@ -140,10 +148,10 @@ def test_serve_leaves_no_server_running(tmp_path, sig):
     fake = tmp_path / 'python'
     fake.write_text(FAKE_VLLM.format(python=sys.executable))
     fake.chmod(0o755)
-    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, 'tools', 'serve.py'), '--model',
-                             str(tmp_path), '--port', str(free_port()), '--log',
-                             str(tmp_path / 'serve.log')], env=dict(ENV, MASKDPO_VLLM_PYTHON=str(fake)),
-                            stdout=subprocess.PIPE, text=True)
+    proc = spawn([sys.executable, os.path.join(ROOT, 'tools', 'serve.py'), '--model',
+                  str(tmp_path), '--port', str(free_port()), '--log',
+                  str(tmp_path / 'serve.log')], env=dict(ENV, MASKDPO_VLLM_PYTHON=str(fake)),
+                 stdout=subprocess.PIPE, text=True)
     for line in proc.stdout:  # wait for "ready"
         if 'ready at' in line:
             break
@@ -171,7 +179,7 @@ def test_arrow_build_workers_end_with_their_parent(tmp_path, sig):
     script = tmp_path / 'build.py'
     script.write_text(SLOW_BUILD.format(data=os.path.join(ROOT, 'data', 'sample_pairs.jsonl'),
                                         cache=str(tmp_path / 'cache')))
-    proc = subprocess.Popen([sys.executable, str(script)], env=ENV)
+    proc = spawn([sys.executable, str(script)], env=ENV)
     wait_for(lambda: len(running(descendants(proc.pid))) >= 2, proc, what='workers')
     time.sleep(3)  # let them enter the map function
     kill_and_check(proc, sig, 2)
@@ -182,7 +190,7 @@ def test_arrow_build_workers_end_with_their_parent(tmp_path, sig):
 def test_train_leaves_no_trainer_running(tmp_path, sig, tiny_model_dir):
     """tools/train.py on the tiny config: the trainer (and its Arrow workers) end with it
     (before: a SIGTERM or SIGKILL left the training child running to completion)."""
-    proc = subprocess.Popen(
+    proc = spawn(
         [sys.executable, os.path.join(ROOT, 'tools', 'train.py'),
          os.path.join(ROOT, 'configs', 'maskdpo', 'tiny_cpu_maskdpo.py'), '--model',
          tiny_model_dir, '--work-dir', str(tmp_path / 'w'), '--cfg-options',

@@ -121,7 +121,9 @@ def test_a_second_writer_of_a_running_job_is_refused(tmp_path, questions):
     out = tmp_path / 'out.jsonl'
     argv = ['--questions', questions, '--out', str(out), '--model', 'fake', '--n', '2',
             '--batch-size', '2']
-    first = subprocess.Popen(command('sample', argv), env=env(0.05), cwd=ROOT,
+    # slow enough (>= 15 batches x 0.4 s) that the second writer starts while the first writes,
+    # even on a loaded machine (at 0.05 s the first could finish before the second started)
+    first = subprocess.Popen(command('sample', argv), env=env(0.4), cwd=ROOT,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         while lines([out]) < 1:

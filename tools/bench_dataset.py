@@ -87,7 +87,7 @@ def run_ranks(args, backend, ranks, cache):
                                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL))
                  for r in range(ranks)]
         for p in procs:
-            stdout, _ = p.proc.communicate()
+            stdout, _ = p.communicate()
             if p.returncode:
                 sys.exit(f'a {backend} rank failed ({p.returncode}):\n{stdout}')
             out.append(json.loads(stdout.split('RESULT ', 1)[1]))

@@ -304,7 +304,7 @@ def run_child(args, data, variant, steps=None, warmup=None, use_pairs=0, dtype='
         env['PYTHONPATH'] = ROOT
     t0 = time.perf_counter()
     with Child(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as child:
-        stdout, stderr = child.proc.communicate()  # a kill of this bench stops the child too
+        stdout, stderr = child.communicate()  # a kill of this bench stops the child too
     print(f'[bench_train] ({variant}) {os.path.basename(data)}, {use_pairs or "all"} pairs, '
           f'{dtype}: {time.perf_counter() - t0:.0f} s', file=sys.stderr, flush=True)
     if child.returncode != 0:

@@ -29,7 +29,8 @@ def parse_args(argv=None):
     d = RealRunSettings()
     p = tool_parser(__doc__)
     p.add_argument('--preset', choices=list(PRESETS), default='default',
-                   help='quick: one training seed, 40 train countries, one question form, greedy only, 150 cities')
+                   help='quick: one training seed, 40 train countries, one question form, '
+                        'greedy only, 150 cities')
     p.add_argument('--out', default='work_dirs/real_run')
     p.add_argument('--model', help="base model folder (default: tools/build_smollm2.py's)")
     p.add_argument('--arms', nargs='+', choices=list(ARMS), help=f'({" ".join(MAIN_ARMS)})')

@@ -187,6 +187,10 @@ class Child:
     def wait(self, timeout: Optional[float] = None) -> int:
         return self.proc.wait(timeout)
 
+    def communicate(self, timeout: Optional[float] = None):
+        """(stdout, stderr) of a command started with pipes, once it has ended."""
+        return self.proc.communicate(timeout=timeout)
+
     def running(self) -> bool:
         """The command or anything it started is still alive."""
         return self.proc.poll() is None or group_alive(self.pid)

@@ -128,6 +128,14 @@ def test_stop_ends_the_group_and_the_watchdog():
     assert not running(pids)
 
 
+def test_communicate_gives_the_output_and_the_exit_code():
+    from maskdpo_xtuner.io.procs import Child
+    with Child([sys.executable, '-c', 'import sys; print("out"); sys.exit(3)'],
+               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as child:
+        out, err = child.communicate(timeout=60)
+    assert (out, err, child.returncode) == ('out\n', '', 3)
+
+
 FAKE_VLLM = r'''#!{python}
 import subprocess, sys, time
 from http.server import BaseHTTPRequestHandler, HTTPServer

@@ -28,7 +28,7 @@ from maskdpo_xtuner.io.jsonl import read_jsonl, write_jsonl
 from maskdpo_xtuner.io.manifest import file_hash, folder_fingerprint
 from maskdpo_xtuner.pipeline import (AnnotatorSpec, BackendSpec, EvalSettings, SamplingParams,
                                      annotate, evaluate_anah, make_pairs, sample)
-from maskdpo_xtuner.pipeline.stages import ROOT, Stages, code_hash
+from maskdpo_xtuner.pipeline.stages import ROOT, Stages, code_hash, hash_inputs
 from maskdpo_xtuner.studies.real import countries
 from maskdpo_xtuner.studies.real.report import build_report, estimate, write_report
 from maskdpo_xtuner.studies.real.settings import ARMS, RealRunSettings, eval_sets, model_names
@@ -143,11 +143,13 @@ class RealRun:
                         countries.questions('train', limit=s.train_questions))
             for name, (_, recs) in sets.items():
                 write_jsonl(os.path.join(qdir, f'{name}.jsonl'), recs)
-        self.stages.run('questions', qdir, {'train': s.train_questions,
-                                            'sets': {k: [r['id'] for r in v[1]]
-                                                     for k, v in sets.items()},
-                                            'code': self.code},
-                         write)
+        # keyed by the records themselves: their texts come from settings.QUESTION_FORMS,
+        # which is not in the code key
+        self.stages.run('questions', qdir,
+                        {'train': hash_inputs(countries.questions('train',
+                                                                  limit=s.train_questions)),
+                         'sets': {k: hash_inputs(v[1]) for k, v in sets.items()},
+                         'code': self.code}, write)
 
     def _data(self, base: _Engine):
         s = self.s

@@ -80,6 +80,25 @@ def test_every_arm_trains_the_same_config_with_one_reference_cache(tmp_path, smo
     assert cfg.model.mask_mode == 'none'
 
 
+def test_questions_are_rewritten_when_a_question_form_changes(tmp_path, monkeypatch):
+    """settings.py is not in the stages' code key, so the question texts key their stage."""
+    from maskdpo_xtuner.studies.real import settings as real_settings
+    (tmp_path / 'model').mkdir()
+    (tmp_path / 'model' / 'config.json').write_text('{}')
+    s = settings_from('quick', held_out_countries=2, ood_questions=2)
+    run = RealRun(s, str(tmp_path / 'out'), str(tmp_path / 'model'))
+    run._questions()
+    assert run.stages.log[-1][1] != 'skipped'
+    run._questions()
+    assert run.stages.log[-1][1] == 'skipped'
+    forms = ('Describe {name}.',) + QUESTION_FORMS[1:]
+    monkeypatch.setattr(real_settings, 'QUESTION_FORMS', forms)
+    run._questions()
+    assert run.stages.log[-1][1] != 'skipped'
+    first = read_jsonl(run.path('questions', 'in-domain.jsonl'))[0]
+    assert first['question'].startswith('Describe ')
+
+
 def test_a_missing_model_folder_is_refused_at_once(tmp_path):
     with pytest.raises(ValueError, match='not a model folder'):
         RealRun(settings_from(), str(tmp_path), str(tmp_path / 'none'))

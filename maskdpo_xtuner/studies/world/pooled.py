@@ -287,7 +287,8 @@ def plot_pooled(doc: dict, path: str):
         ax.set_xticks(range(len(cells)))
         ax.set_xticklabels([c.replace('/', '\n') for c in cells], fontsize=8)
         ax.set_ylabel(f'{arm} minus {doc["reference"]} (score points)')
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[1]:  # one run has no interval, so nothing to label
+            ax.legend(fontsize=7)
         ax.set_title('paired by world and seed; dots: runs, coloured by world', fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

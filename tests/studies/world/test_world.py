@@ -300,6 +300,17 @@ def test_pooled_gap_is_paired_by_world_and_seed_with_t_intervals(tmp_path):
     assert '| dpo | 60.5 ± 10.0 |' in md
 
 
+def test_pooled_report_of_one_run_warns_nothing(tmp_path):
+    """The demo's case: one world, one seed, so no interval to draw or label (its plot printed
+    matplotlib's 'No artists with labels' warning)."""
+    import warnings
+    doc = _doc(0, 0, {0: {'base': 0.3, 'dpo': 0.5, 'maskdpo': 0.55}})
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        write_pooled([doc], str(tmp_path))
+    assert open(tmp_path / 'results.png', 'rb').read(4) == b'\x89PNG'
+
+
 def test_spread_fits_the_world_gap_on_properties_measured_before_training(tmp_path):
     """Per-world gaps built as 0.2 x the base model's OOD score: the slope is found with an
     interval that excludes 0; a property unrelated to the gap gets one that covers 0."""

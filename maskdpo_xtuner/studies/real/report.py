@@ -42,6 +42,9 @@ from maskdpo_xtuner.studies.real.settings import ABLATIONS, eval_sets, model_nam
 RATES = {'server_start': 32.0, 'sample_answer': 0.84, 'anah_country': 50.0,
          'model_load': 60.0, 'reference_pair': 1.2, 'train_pair': 5.1, 'train_fixed': 60.0,
          'eval_answer': 0.95}
+# one training with two torch threads against one, on the 2 idle cores: 20.4 s against 36.9 s per
+# iteration (median, the default run's config, 2026-12-04); more threads were not measured
+TWO_THREADS = 1.8
 EPOCHS = 3
 HALLUCINATED = ('contradictory', 'unverifiable')
 
@@ -56,7 +59,8 @@ def estimate(s) -> dict:
     st = {'sample': RATES['server_start'] + s.train_questions * s.k * RATES['sample_answer'],
           'anah': s.anah_questions * RATES['anah_country'],
           'reference': RATES['model_load'] + pairs * RATES['reference_pair'],
-          'train': trainings * (RATES['train_fixed'] + pairs * EPOCHS * RATES['train_pair']),
+          'train': trainings * (RATES['train_fixed'] + pairs * EPOCHS * RATES['train_pair']
+                                / (TWO_THREADS if s.threads >= 2 else 1.0)),
           'eval': (trainings + 1) * (RATES['server_start'] + answers * RATES['eval_answer'])}
     return {'stages': st, 'total': sum(st.values()), 'sets': list(sets),
             'basis': f'{trainings} x {pairs} pairs x {EPOCHS} epochs, {answers} answers per '

@@ -165,6 +165,8 @@ def test_comparisons_and_estimate():
     assert full['stages']['train'] == pytest.approx(3 * one['stages']['train'])  # 3 seeds
     quick = estimate(settings_from('quick'))
     assert quick['total'] < 45 * 60  # the quick preset fits 45 min by the measured rates
+    one_thread = estimate(settings_from(train_seeds=[0], threads=1))['stages']['train']
+    assert one['stages']['train'] < one_thread  # two threads (the default) train faster
     assert full['total'] > quick['total'] > 0
 
 

@@ -9,7 +9,8 @@ from conftest import SAMPLE
 from maskdpo_xtuner.io.jsonl import read_jsonl, write_jsonl
 from maskdpo_xtuner.pipeline.stages import ROOT
 from maskdpo_xtuner.studies.real import countries
-from maskdpo_xtuner.studies.real.report import behaviour, comparisons, estimate
+from maskdpo_xtuner.studies.real.report import (RATES, TWO_THREADS, behaviour, comparisons,
+                                                 estimate)
 from maskdpo_xtuner.studies.real.run import CODE, TRAIN_CODE, RealRun
 from maskdpo_xtuner.studies.real.settings import (QUESTION_FORMS, eval_sets, model_names,
                                                   settings_from)
@@ -165,8 +166,10 @@ def test_comparisons_and_estimate():
     assert full['stages']['train'] == pytest.approx(3 * one['stages']['train'])  # 3 seeds
     quick = estimate(settings_from('quick'))
     assert quick['total'] < 45 * 60  # the quick preset fits 45 min by the measured rates
+    # two threads (the default) divide the training rate, not the fixed cost per training
     one_thread = estimate(settings_from(train_seeds=[0], threads=1))['stages']['train']
-    assert one['stages']['train'] < one_thread  # two threads (the default) train faster
+    fixed = 2 * RATES['train_fixed']  # two trainings: dpo, maskdpo
+    assert (one_thread - fixed) == pytest.approx(TWO_THREADS * (one['stages']['train'] - fixed))
     assert full['total'] > quick['total'] > 0
 
 

@@ -334,9 +334,24 @@ def test_spread_fits_the_world_gap_on_properties_measured_before_training(tmp_pa
     g = sp['fits']['ood/greedy']['mixed_chosen']
     assert g['low'] < g['slope'] < g['high']
     assert [r['world'] for r in sp['rows']] == [f'w{w}' for w in range(6)]
+    assert f['needs'] is None  # an exact relation holds with any one world left out
     assert '| base_ood (' in spread_markdown(sp)
     write_spread(doc, str(tmp_path))
     assert open(tmp_path / 'spread.png', 'rb').read(4) == b'\x89PNG'
+
+
+def test_spread_names_the_one_world_a_slope_rests_on():
+    """Nine worlds with no relation and one far away that alone makes the slope: the interval
+    excludes 0, but not without that world, and the table says so."""
+    from maskdpo_xtuner.studies.world.spread import fit_worlds, _slope
+    rng = random.Random(3)
+    pts = [(f'w{w}', 0.45 + 0.01 * rng.random(), 0.01 * rng.random()) for w in range(9)]
+    pts.insert(4, ('w9', 0.15, 0.12))  # low property, large gap
+    f = fit_worlds(pts)
+    assert f['high'] < 0 and f['needs'] == 'w9'
+    assert _slope(f).endswith(f'* (not without w9), r {f["r"]:+.2f}')
+    g = fit_worlds([(f'w{w}', 0.1 * w, 0.02 * w + 0.001 * rng.random()) for w in range(10)])
+    assert g['low'] > 0 and g['needs'] is None and '* (not' not in _slope(g)
 
 
 def test_masks_property_is_chosen_on_validation_not_test(tmp_path):
